@@ -1,0 +1,263 @@
+"""Halting math of Adaptive Computation Time, with no layers in it.
+
+Figurnov et al., "Spatially Adaptive Computation Time for Residual Networks",
+CVPR 2017 (arXiv 1612.02297), Sec. 3, after Graves, "Adaptive Computation Time
+for Recurrent Neural Networks" (arXiv 1603.08983). A block of `L` residual
+units emits halting probabilities `h^1..h^{L-1}` (the last unit always halts,
+`h^L = 1`). With the equation numbers the original release quotes:
+
+* halting unit, eq. (7): `N = min{n : sum_{l<=n} h^l >= 1 - eps}`;
+* remainder, eq. (8): `R = 1 - sum_{l<N} h^l`;
+* halting distribution, eq. (6): `p^l = h^l` for `l < N`, `p^N = R`, else 0;
+* block output: `sum_l p^l F^l`; ponder cost: `rho = N + R`.
+
+The functions mirror the original `act.py` one for one, including the way a
+unit is passed in as a callable, so that the original tests port directly:
+
+* `adaptive_computation_time`: the math on a `[batch, max_units - 1]` tensor.
+* `adaptive_computation_time_wrapper`: runs every unit, then mixes them.
+* `adaptive_computation_early_stopping`: the same result, but a unit is not
+  run once every image of the batch has halted.
+* `spatially_adaptive_computation_time`: the same per spatial position.
+
+A unit callable is `unit(state, unit_idx) -> (new_state, halting_proba,
+flops)` (`spatially_adaptive_computation_time` also passes
+`residual_mask=`), with `halting_proba` of shape `[batch, 1]` (ACT) or
+`[batch, h, w, 1]` (SACT) for every unit but the last, where it may be None,
+and `flops` an int64 `[batch]` tensor.
+"""
+
+import tensorflow as tf
+
+DEFAULT_EPS = 0.01
+
+
+def _check_eps(eps):
+  if not 0.0 <= eps < 1.0:
+    raise ValueError(f"eps must be in [0, 1), received eps={eps!r}")
+
+
+def adaptive_computation_time(halting_proba, eps=DEFAULT_EPS):
+  """Ponder cost, number of units and halting distribution, eqs. (6)-(8).
+
+  Args:
+    halting_proba: float32 `[batch, max_units - 1]`, values in [0, 1]: the
+      probability of halting at each unit but the last.
+    eps: float in [0, 1). A position halts once the cumulative halting
+      probability reaches `1 - eps`. Defaults to 0.01.
+
+  Returns:
+    ponder_cost: float32 `[batch]`, `N + R`, differentiable in `halting_proba`.
+    num_units: int32 `[batch]`, `N` (one-based), no gradient.
+    halting_distribution: float32 `[batch, max_units]`; rows sum to one.
+  """
+  _check_eps(eps)
+  halting_proba = tf.convert_to_tensor(halting_proba, tf.float32)
+  max_units = halting_proba.shape[1] + 1
+  zero_col = tf.zeros(tf.stack([tf.shape(halting_proba)[0], 1]))
+  halting_padded = tf.concat([halting_proba, zero_col], 1)
+  cumsum = tf.cumsum(halting_proba, axis=1)
+  cumsum_padded = tf.concat([zero_col, cumsum], 1)
+  # The last unit always halts.
+  halt_flag = tf.concat(
+      [cumsum >= 1.0 - eps, tf.ones_like(zero_col, tf.bool)], 1)
+  # Zero-based halting unit, eq. (7): the number of units before the first
+  # one whose flag is set.
+  n = tf.reduce_sum(
+      tf.cast(tf.cumsum(tf.cast(halt_flag, tf.int32), axis=1) == 0, tf.int32),
+      axis=1)
+  # Remainder, eq. (8).
+  remainder = 1.0 - tf.gather(cumsum_padded, n, axis=1, batch_dims=1)
+  num_units = n + 1
+  ponder_cost = tf.cast(num_units, tf.float32) + remainder
+  # Halting distribution, eq. (6).
+  unit_index = tf.range(max_units)[None, :]
+  halting_distribution = tf.where(
+      unit_index < n[:, None], halting_padded,
+      tf.where(unit_index == n[:, None], remainder[:, None], 0.0))
+  return ponder_cost, num_units, halting_distribution
+
+
+def _run_units(inputs, unit, max_units):
+  states, probas, flops = [], [], []
+  state = inputs
+  for unit_idx in range(max_units):
+    state, proba, unit_flops = unit(state, unit_idx)
+    states.append(state)
+    probas.append(proba)
+    flops.append(unit_flops)
+  return states, probas, flops
+
+
+def adaptive_computation_time_wrapper(inputs, unit, max_units,
+                                      eps=DEFAULT_EPS):
+  """ACT that runs every unit, then mixes their outputs (original `act`).
+
+  Args:
+    inputs: float32 `[batch, ...]`, the input state of the first unit.
+    unit: callable, see the module docstring.
+    max_units: int, number of units `L`.
+    eps: float, see `adaptive_computation_time`. Defaults to 0.01.
+
+  Returns:
+    ponder_cost (float32 `[batch]`), num_units (int32 `[batch]`), flops
+    (int64 `[batch]`: the FLOPs of the units an image used), halting
+    distribution (float32 `[batch, L]`), outputs (float32, the shape of a
+    unit's output: `sum_l p^l F^l`).
+  """
+  states, probas, unit_flops = _run_units(inputs, unit, max_units)
+  if max_units > 1:
+    probas = tf.concat(probas[:-1], 1)
+  else:
+    probas = tf.zeros(tf.stack([tf.shape(inputs)[0], 0]))
+  ponder_cost, num_units, distribution = adaptive_computation_time(
+      probas, eps=eps)
+  stacked = tf.stack(states, axis=1)
+  outputs = tf.einsum("bl,bl...->b...", distribution, stacked)
+  flops = tf.add_n([f * tf.cast(num_units > i, tf.int64)
+                    for i, f in enumerate(unit_flops)])
+  return ponder_cost, num_units, flops, distribution, outputs
+
+
+class _HaltingState:
+  """Running sums of Alg. 1 (ACT) / Alg. 2 (SACT) for one block.
+
+  All tensors have the shape of the halting decisions: `[batch]` for ACT,
+  `[batch, h, w]` for SACT.
+  """
+
+  def __init__(self, shape, eps):
+    self.eps = eps
+    self.cumsum = tf.zeros(shape)
+    self.finished = tf.zeros(shape, tf.bool)
+    self.remainder = tf.ones(shape)
+    # Starts at one: N + R counts the halting unit once through `remainder`.
+    self.ponder_cost = tf.ones(shape)
+    self.num_units = tf.zeros(shape, tf.int32)
+
+  def step(self, halting_proba):
+    """Accounts for one unit; returns its slice of the halting distribution.
+
+    Args:
+      halting_proba: float32, the shape of the decisions; ones for the last
+        unit of the block.
+
+    Returns:
+      float32, `p^l` of this unit for every decision.
+    """
+    self.cumsum += halting_proba
+    now_finished = self.cumsum >= 1.0 - self.eps
+    halting_proba = tf.where(now_finished, 0.0, halting_proba)
+    just_finished = tf.logical_and(tf.logical_not(self.finished), now_finished)
+    distribution = tf.where(just_finished, self.remainder, halting_proba)
+    self.ponder_cost += tf.where(
+        now_finished, tf.where(just_finished, self.remainder, 0.0), 1.0)
+    self.num_units += tf.cast(tf.logical_not(self.finished), tf.int32)
+    self.remainder -= halting_proba
+    self.finished = now_finished
+    return distribution
+
+  def as_tuple(self):
+    return (self.cumsum, self.finished, self.remainder, self.ponder_cost,
+            self.num_units)
+
+  def set_tuple(self, values):
+    (self.cumsum, self.finished, self.remainder, self.ponder_cost,
+     self.num_units) = values
+
+
+def _reshape_proba(proba, shape, is_last):
+  if is_last:
+    return tf.ones(shape)
+  return tf.reshape(proba, shape)
+
+
+def adaptive_computation_early_stopping(inputs, unit, max_units,
+                                        eps=DEFAULT_EPS):
+  """ACT that stops running units once every image of the batch has halted.
+
+  Gives the results of `adaptive_computation_time_wrapper` up to float
+  rounding (it keeps running sums instead of a cumsum and a matmul). A unit
+  after the first runs inside `tf.cond`, for the whole batch, only while some
+  image still needs it: the saving is real in eager mode and in graphs.
+
+  Args and returns: as `adaptive_computation_time_wrapper`.
+  """
+  _check_eps(eps)
+  batch = tf.shape(inputs)[0]
+  shape = tf.reshape(batch, [1])
+  halting = _HaltingState(shape, eps)
+  flops = tf.zeros(shape, tf.int64)
+  distributions = []
+  state = outputs = None
+
+  def run(unit_idx, state, outputs, flops, halting_values):
+    halting.set_tuple(halting_values)
+    evaluated = tf.cast(tf.logical_not(halting.finished), tf.int64)
+    new_state, proba, unit_flops = unit(state, unit_idx)
+    distribution = halting.step(
+        _reshape_proba(proba, shape, unit_idx == max_units - 1))
+    weighted = new_state * tf.reshape(
+        distribution, [-1] + [1] * (new_state.shape.rank - 1))
+    outputs = weighted if outputs is None else outputs + weighted
+    return (new_state, outputs, flops + unit_flops * evaluated,
+            halting.as_tuple(), distribution)
+
+  for unit_idx in range(max_units):
+    args = (unit_idx, state if unit_idx else inputs, outputs, flops,
+            halting.as_tuple())
+    if unit_idx == 0:
+      result = run(*args)
+    else:
+      result = tf.cond(
+          tf.reduce_all(halting.finished),
+          lambda a=args: (a[1], a[2], a[3], a[4], tf.zeros(shape)),
+          lambda a=args: run(*a))
+    state, outputs, flops, halting_values, distribution = result
+    halting.set_tuple(halting_values)
+    distributions.append(distribution)
+  return (halting.ponder_cost, halting.num_units, flops,
+          tf.stack(distributions, axis=1), outputs)
+
+
+def spatially_adaptive_computation_time(inputs, unit, max_units,
+                                        eps=DEFAULT_EPS):
+  """ACT applied to every spatial position of a block (SACT, Alg. 2).
+
+  The unit is called as `unit(state, unit_idx, residual_mask=mask)`, with
+  `mask` None for the first unit and otherwise a float32 `[batch, h, w, 1]`
+  mask of the positions not yet halted: the unit must leave the other
+  positions of its state unchanged (a residual unit multiplies its residual
+  by the mask, or computes it only there).
+
+  Args:
+    inputs: float32 `[batch, H, W, C]`, the input state of the first unit.
+    unit: callable, see above.
+    max_units: int, number of units `L`.
+    eps: float, see `adaptive_computation_time`. Defaults to 0.01.
+
+  Returns:
+    ponder_cost: float32 `[batch, h, w]`.
+    num_units: int32 `[batch, h, w]`.
+    flops: int64 `[batch]`.
+    halting_distribution: float32 `[batch, h, w, L]`.
+    outputs: float32 `[batch, h, w, C']`, `sum_l p^l F^l` per position.
+  """
+  _check_eps(eps)
+  state, proba, flops = unit(inputs, 0, residual_mask=None)
+  shape = tf.shape(state)[:3]
+  halting = _HaltingState(shape, eps)
+  distributions = []
+  outputs = None
+  for unit_idx in range(max_units):
+    if unit_idx:
+      mask = tf.cast(tf.logical_not(halting.finished), tf.float32)[..., None]
+      state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
+      flops += unit_flops
+    distribution = halting.step(
+        _reshape_proba(proba, shape, unit_idx == max_units - 1))
+    update = state * distribution[..., None]
+    outputs = update if outputs is None else outputs + update
+    distributions.append(distribution)
+  return (halting.ponder_cost, halting.num_units, flops,
+          tf.stack(distributions, axis=3), outputs)

@@ -1,0 +1,115 @@
+"""A block of residual units run with vanilla, ACT or SACT semantics."""
+
+import keras
+
+from sact_tf import act
+
+MODEL_TYPES = ("vanilla", "act", "act_early_stopping", "sact")
+EXECUTIONS = ("dense", "sparse")
+
+
+def check_model_type(model_type):
+  if model_type not in MODEL_TYPES:
+    raise ValueError(f"model_type must be one of {MODEL_TYPES}, received "
+                     f"model_type={model_type!r}")
+
+
+def check_execution(execution):
+  if execution not in EXECUTIONS:
+    raise ValueError(f"execution must be one of {EXECUTIONS}, received "
+                     f"execution={execution!r}")
+
+
+@keras.saving.register_keras_serializable(package="sact_tf")
+class AdaptiveBlock(keras.layers.Layer):
+  """A block of residual units that decides how many of them to run.
+
+  The original `resnet_act.stack_blocks` for one block:
+
+  * `"vanilla"`: every unit, one after the other.
+  * `"act"`: every unit is computed; the output is the halting-distribution
+    weighted sum of the unit outputs (eq. (6)), per image.
+  * `"act_early_stopping"`: the same result, but units are skipped once every
+    image of the batch has halted.
+  * `"sact"`: ACT per spatial position: a unit after the first only updates
+    the positions not yet halted. With `execution="dense"` every position is
+    computed and the halted ones masked, exactly as the original.
+
+  Args:
+    units: list of `HaltingUnit`, named `unit_1..unit_L`; all but the last
+      carry a halting head unless `model_type` is `"vanilla"`.
+    model_type: str. One of `MODEL_TYPES`. Defaults to `"vanilla"`.
+    eps: float. Halting threshold `1 - eps`. Defaults to 0.01.
+    execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
+
+  Call arguments:
+    inputs: float32 `[batch, H, W, c_in]`.
+    training: bool.
+
+  Returns:
+    dict with `outputs` (float32 `[batch, h, w, c]`) and `flops` (int64
+    `[batch]`); for ACT/SACT also `ponder_cost` (float32), `num_units`
+    (int32) — `[batch]` for ACT, `[batch, h, w]` for SACT — and
+    `halting_distribution` (float32, `[..., L]`).
+  """
+
+  def __init__(self, units, model_type="vanilla", eps=act.DEFAULT_EPS,
+               execution="dense", **kwargs):
+    super().__init__(**kwargs)
+    check_model_type(model_type)
+    check_execution(execution)
+    if not units:
+      raise ValueError(f"a block needs at least one unit, received units={units!r}")
+    heads = [unit.halting_head is not None for unit in units]
+    expected = [model_type != "vanilla"] * (len(units) - 1) + [False]
+    if heads != expected:
+      raise ValueError(
+          f"a {model_type!r} block needs halting heads on units {expected}, "
+          f"received units with heads {heads}")
+    self.units = list(units)
+    self.model_type = model_type
+    self.eps = eps
+    self.execution = execution
+
+  def build(self, input_shape):
+    shape = input_shape
+    for unit in self.units:
+      if not unit.built:
+        unit.build(shape)
+      shape = unit.residual_unit.compute_output_shape(shape)[0]
+
+  def call(self, inputs, training=None):
+    if self.model_type == "vanilla":
+      state, flops = inputs, 0
+      for unit in self.units:
+        state, _, unit_flops = unit(state, training=training)
+        flops += unit_flops
+      return {"outputs": state, "flops": flops}
+
+    def run_unit(state, unit_idx, residual_mask=None):
+      return self.units[unit_idx](
+          state, residual_mask=residual_mask, training=training)
+
+    halting_fn = {
+        "act": act.adaptive_computation_time_wrapper,
+        "act_early_stopping": act.adaptive_computation_early_stopping,
+        "sact": act.spatially_adaptive_computation_time,
+    }[self.model_type]
+    ponder_cost, num_units, flops, distribution, outputs = halting_fn(
+        inputs, run_unit, len(self.units), eps=self.eps)
+    return {"outputs": outputs, "flops": flops, "ponder_cost": ponder_cost,
+            "num_units": num_units, "halting_distribution": distribution}
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        units=[keras.saving.serialize_keras_object(u) for u in self.units],
+        model_type=self.model_type, eps=self.eps, execution=self.execution)
+    return config
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["units"] = [keras.saving.deserialize_keras_object(u)
+                       for u in config["units"]]
+    return cls(**config)

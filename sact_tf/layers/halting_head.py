@@ -1,0 +1,60 @@
+"""Base class of the halting heads."""
+
+import keras
+import tensorflow as tf
+
+from sact_tf.layers import activations
+from sact_tf.layers import normalization
+from sact_tf.layers.masked_conv2d import MaskedConv2D
+
+INIT_BIAS = -3.0
+
+
+class HaltingHead(keras.layers.Layer):
+  """Base of the layers that predict halting probabilities after a unit.
+
+  Holds what both heads share: the constructor arguments and the pooled
+  branch `global_bn` -> activation -> 1x1 `global_conv` applied to the
+  spatial mean of the unit's output. The layer is named `halting_proba`, as
+  the original's variable scope, unless a name is given.
+
+  Args:
+    activation: str or None. Activation after each batch norm
+      (`"leaky_relu"` in the CIFAR model, None in the ImageNet model).
+      Defaults to None.
+    batch_norm: dict. `{"momentum", "epsilon"}`. Defaults to ImageNet's.
+    weight_decay: float. L2 decay of the conv kernels. Defaults to 0.
+  """
+
+  def __init__(self, activation=None,
+               batch_norm=normalization.IMAGENET_BATCH_NORM, weight_decay=0.0,
+               **kwargs):
+    kwargs.setdefault("name", "halting_proba")
+    super().__init__(**kwargs)
+    self.activation = activation
+    self.batch_norm = dict(batch_norm)
+    self.weight_decay = weight_decay
+    self._activation_fn = activations.get(activation)
+    self.global_bn = normalization.batch_norm("global_bn", self.batch_norm)
+
+  def _global_conv(self, activation, bias_initializer):
+    return MaskedConv2D(1, 1, activation=activation,
+                        bias_initializer=bias_initializer,
+                        weight_decay=self.weight_decay, name="global_conv")
+
+  def _build_global(self, input_shape):
+    pooled_shape = (input_shape[0], 1, 1, input_shape[-1])
+    self.global_bn.build(pooled_shape)
+    self.global_conv.build(pooled_shape)
+
+  def global_term(self, inputs, training=None):
+    """The pooled branch: `[batch, 1, 1, 1]` and its FLOPs `[batch]`."""
+    x = tf.reduce_mean(inputs, [1, 2], keepdims=True)
+    x = self._activation_fn(self.global_bn(x, training=training))
+    return self.global_conv(x, training=training)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(activation=self.activation, batch_norm=self.batch_norm,
+                  weight_decay=self.weight_decay)
+    return config

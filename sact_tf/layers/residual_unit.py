@@ -1,0 +1,98 @@
+"""Base class of the pre-activation residual units."""
+
+import keras
+
+from sact_tf.layers import activations
+from sact_tf.layers import masking
+from sact_tf.layers import normalization
+
+
+class ResidualUnit(keras.layers.Layer):
+  """A pre-activation residual unit, `F' = shortcut(F) + f(F)` (eq. (1)).
+
+  `preact` (batch norm + activation) feeds the residual branch `f`, a chain
+  of `MaskedConv2D` layers in `self.convs`. Given a `residual_mask` of the
+  positions still active (SACT units after the first of a block), the
+  residual is multiplied by it, so halted positions keep their state; the
+  FLOPs of the first conv are counted on the 3x3-dilated mask and those of
+  the later convs on the mask itself, as in the original (the convolutions
+  are still computed everywhere: this is the dense, masked execution).
+
+  Subclasses create `self.convs` and implement `shortcut`.
+
+  Args:
+    depth: int. Output channels.
+    stride: int. Stride of the unit (1 or 2). Defaults to 1.
+    activation: str. Activation of `preact` and of the convs.
+    batch_norm: dict. `{"momentum", "epsilon"}`.
+    weight_decay: float. L2 decay of the conv kernels.
+
+  Call arguments:
+    inputs: float32 `[batch, H, W, c_in]`.
+    residual_mask: optional float32 `[batch, H, W, 1]`; needs stride 1.
+    training: bool.
+
+  Returns:
+    `(outputs, flops)`: float32 `[batch, H / stride, W / stride, depth]`,
+    int64 `[batch]`.
+  """
+
+  def __init__(self, depth, stride=1, activation="relu",
+               batch_norm=normalization.IMAGENET_BATCH_NORM, weight_decay=0.0,
+               **kwargs):
+    super().__init__(**kwargs)
+    if int(depth) < 1:
+      raise ValueError(f"depth must be positive, received depth={depth!r}")
+    if int(stride) not in (1, 2):
+      raise ValueError(f"stride must be 1 or 2, received stride={stride!r}")
+    self.depth = int(depth)
+    self.stride = int(stride)
+    self.activation = activation
+    self.batch_norm = dict(batch_norm)
+    self.weight_decay = weight_decay
+    self._activation_fn = activations.get(activation)
+    self.preact = normalization.batch_norm("preact", self.batch_norm)
+
+  def build(self, input_shape):
+    self.depth_in = int(input_shape[-1])
+    self.preact.build(input_shape)
+    shape = input_shape
+    for conv in self.convs:
+      conv.build(shape)
+      shape = conv.compute_output_shape(shape)[0]
+
+  def call(self, inputs, residual_mask=None, training=None):
+    if residual_mask is not None and self.stride != 1:
+      raise ValueError(
+          f"a residual_mask needs stride 1, the unit {self.name!r} has "
+          f"stride={self.stride}")
+    preact = self._activation_fn(self.preact(inputs, training=training))
+    shortcut, flops = self.shortcut(inputs, preact, training)
+    masks = [None] * len(self.convs)
+    if residual_mask is not None:
+      masks = [masking.dilate_mask(residual_mask)] + [residual_mask] * (
+          len(self.convs) - 1)
+    residual = preact
+    for conv, mask in zip(self.convs, masks):
+      residual, conv_flops = conv(residual, output_mask=mask,
+                                  training=training)
+      flops += conv_flops
+    if residual_mask is not None:
+      residual *= residual_mask
+    return shortcut + residual, flops
+
+  def compute_output_shape(self, input_shape, residual_mask=None):
+    spatial = [None if d is None else -(-int(d) // self.stride)
+               for d in input_shape[1:3]]
+    return (input_shape[0], *spatial, self.depth), (input_shape[0],)
+
+  def shortcut(self, inputs, preact, training=None):
+    """The shortcut branch and its FLOPs (int64 `[batch]` or 0)."""
+    raise NotImplementedError(f"{type(self).__name__} must define shortcut")
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(depth=self.depth, stride=self.stride,
+                  activation=self.activation, batch_norm=self.batch_norm,
+                  weight_decay=self.weight_decay)
+    return config

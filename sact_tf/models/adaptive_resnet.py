@@ -1,0 +1,187 @@
+"""Base class of the ACT/SACT residual networks."""
+
+import keras
+import tensorflow as tf
+
+from sact_tf.layers.adaptive_block import AdaptiveBlock
+from sact_tf.layers.adaptive_block import check_execution
+from sact_tf.layers.adaptive_block import check_model_type
+from sact_tf.layers.global_halting_head import GlobalHaltingHead
+from sact_tf.layers.halting_unit import HaltingUnit
+from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
+
+INPUT_CHANNELS = 3
+
+
+def sact_map(block_maps, size):
+  """The original `summary_utils.sact_map`: per-block maps summed at `size`.
+
+  Args:
+    block_maps: list of `[batch, h_k, w_k]` tensors (ponder cost or number of
+      units of each block).
+    size: `[2]` int32 tensor, the input height and width.
+
+  Returns:
+    float32 `[batch, H, W, 1]`: every map upsampled to the input size by
+    nearest neighbour (TF1 `resize_nearest_neighbor`, `align_corners=False`,
+    no half-pixel centres), then summed.
+  """
+  return tf.add_n([
+      tf.raw_ops.ResizeNearestNeighbor(
+          images=tf.cast(m, tf.float32)[..., None], size=size,
+          align_corners=False, half_pixel_centers=False) for m in block_maps])
+
+
+class AdaptiveResNet(keras.Model):
+  """A residual network whose blocks are `AdaptiveBlock`s.
+
+  Subclasses fix the architecture: the residual unit class and its arguments
+  per block (`_block_specs`), the root (`_root`) and the head (`_head`).
+
+  Args:
+    model: str, int or list of ints. Depth as in the original (see
+      `sact_tf.models.depths`).
+    num_classes: int. Number of logits.
+    model_type: str. `"vanilla" | "act" | "act_early_stopping" | "sact"`.
+    base_channels: int. Width of the first block.
+    tau: float or None. Ponder cost weight: when set (and the model is not
+      vanilla), `tau * sum over blocks of the mean ponder cost` (eq. (8) of
+      the paper) is added to the model losses, so `fit` trains the halting.
+    eps: float. Halting threshold `1 - eps`.
+    weight_decay: float. L2 weight decay of every convolution kernel.
+    execution: str. `"dense"` (the original's masked computation) or
+      `"sparse"` (SACT computes only the active positions).
+
+  Call arguments:
+    images: float32 `[batch, H, W, 3]`.
+    training: bool.
+
+  Returns:
+    dict of tensors, the original's end points: `logits` `[batch, classes]`,
+    `predictions` (softmax), `flops` int64 `[batch]`; per block `<block>/flops`,
+    `<block>/outputs` and (ACT/SACT) `<block>/ponder_cost`,
+    `<block>/num_units`, `<block>/halting_distribution`; SACT also
+    `ponder_cost_map` and `num_units_map` (`[batch, H, W, 1]`).
+  """
+
+  unit_class = None
+  halting_activation = None
+
+  def __init__(self, model, num_classes, model_type, base_channels, tau,
+               eps, weight_decay, execution, batch_norm, **kwargs):
+    super().__init__(**kwargs)
+    check_model_type(model_type)
+    check_execution(execution)
+    if int(num_classes) < 1:
+      raise ValueError(
+          f"num_classes must be positive, received num_classes={num_classes!r}")
+    if int(base_channels) < 1:
+      raise ValueError(f"base_channels must be positive, received "
+                       f"base_channels={base_channels!r}")
+    if tau is not None and not tau >= 0:
+      raise ValueError(f"tau must be >= 0, received tau={tau!r}")
+    if not 0 <= eps < 1:
+      raise ValueError(f"eps must be in [0, 1), received eps={eps!r}")
+    if not weight_decay >= 0:
+      raise ValueError(
+          f"weight_decay must be >= 0, received weight_decay={weight_decay!r}")
+    self.model = model
+    self.num_classes = int(num_classes)
+    self.model_type = model_type
+    self.base_channels = int(base_channels)
+    self.tau = tau
+    self.eps = eps
+    self.weight_decay = weight_decay
+    self.execution = execution
+    self._batch_norm = batch_norm
+    self.blocks = [
+        self._make_block(name, unit_args) for name, unit_args in
+        self._block_specs()]
+
+  def _make_block(self, name, unit_args):
+    units = []
+    for index, args in enumerate(unit_args):
+      head = None
+      if self.model_type != "vanilla" and index < len(unit_args) - 1:
+        head_class = (SpatialHaltingHead if self.model_type == "sact"
+                      else GlobalHaltingHead)
+        head = head_class(activation=self.halting_activation,
+                          batch_norm=self._batch_norm,
+                          weight_decay=self.weight_decay)
+      residual_unit = self.unit_class(
+          **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay)
+      units.append(HaltingUnit(residual_unit, head, name=f"unit_{index + 1}"))
+    return AdaptiveBlock(units, self.model_type, self.eps, self.execution,
+                         name=name)
+
+  def _block_specs(self):
+    """List of `(block name, [unit kwargs per unit])`."""
+    raise NotImplementedError(f"{type(self).__name__} must define _block_specs")
+
+  def _build_root(self, input_shape):
+    """Builds the root layers; returns the shape of their output."""
+    raise NotImplementedError(f"{type(self).__name__} must define _build_root")
+
+  def _build_head(self, input_shape):
+    raise NotImplementedError(f"{type(self).__name__} must define _build_head")
+
+  def _root(self, images, training):
+    """Returns `(features, flops)`."""
+    raise NotImplementedError(f"{type(self).__name__} must define _root")
+
+  def _head(self, features, training):
+    """Returns `(logits [batch, num_classes], flops)`."""
+    raise NotImplementedError(f"{type(self).__name__} must define _head")
+
+  def _check_images_shape(self, shape):
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[-1] != INPUT_CHANNELS:
+      raise ValueError(
+          f"{type(self).__name__} takes images of shape [batch, height, width, "
+          f"{INPUT_CHANNELS}], received shape {shape}")
+
+  def build(self, input_shape):
+    self._check_images_shape(input_shape)
+    shape = self._build_root(input_shape)
+    for block in self.blocks:
+      block.build(shape)
+      for unit in block.units:
+        shape = unit.residual_unit.compute_output_shape(shape)[0]
+    self._build_head(shape)
+
+  def call(self, images, training=None):
+    self._check_images_shape(images.shape)
+    images = tf.cast(images, tf.float32)
+    features, flops = self._root(images, training)
+    outputs = {}
+    for block in self.blocks:
+      result = block(features, training=training)
+      features = result.pop("outputs")
+      outputs[f"{block.name}/outputs"] = features
+      for key, value in result.items():
+        outputs[f"{block.name}/{key}"] = value
+      flops += result["flops"]
+    logits, head_flops = self._head(features, training)
+    outputs["logits"] = logits
+    outputs["predictions"] = tf.nn.softmax(logits)
+    outputs["flops"] = flops + head_flops
+    if self.model_type != "vanilla":
+      ponder_costs = [outputs[f"{b.name}/ponder_cost"] for b in self.blocks]
+      if self.tau is not None:
+        self.add_loss(self.tau * tf.add_n(
+            [tf.reduce_mean(p) for p in ponder_costs]))
+    if self.model_type == "sact":
+      size = tf.shape(images)[1:3]
+      outputs["ponder_cost_map"] = sact_map(ponder_costs, size)
+      outputs["num_units_map"] = sact_map(
+          [outputs[f"{b.name}/num_units"] for b in self.blocks], size)
+    return outputs
+
+  def get_config(self):
+    return {
+        "name": self.name, "trainable": self.trainable, "model": self.model,
+        "num_classes": self.num_classes, "model_type": self.model_type,
+        "base_channels": self.base_channels, "tau": self.tau,
+        "eps": self.eps, "weight_decay": self.weight_decay,
+        "execution": self.execution,
+    }
