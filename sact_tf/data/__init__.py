@@ -1,0 +1,1 @@
+"""Input pipelines: the offline default dataset, tfds, the original's TFRecords."""

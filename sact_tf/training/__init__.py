@@ -1,0 +1,1 @@
+"""Training and evaluation: loop, losses, metrics, summaries, tf.distribute."""
