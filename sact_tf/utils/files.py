@@ -33,6 +33,11 @@ def atomic_output(path, overwrite=False, is_dir=False):
   base = os.path.basename(path)
   if is_dir:
     tmp = tempfile.mkdtemp(prefix=f".{base}.", dir=parent)
+    # mkdtemp makes it private (0700); give it the permissions of a new
+    # directory, so that e.g. a TF Serving container can read an export.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
   else:
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(
         path)[1], dir=parent)
