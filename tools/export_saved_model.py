@@ -1,0 +1,58 @@
+"""Exports a trained model as a SavedModel for TF Serving.
+
+Writes `--export_dir/<version>/` (TF Serving's layout) with the signatures
+`serving_default` (float32 `images` `[batch, S, S, 3]`, preprocessed) and
+`serving_bytes` (string `image_bytes` `[batch]`, encoded JPEG or PNG files,
+preprocessed in the graph as the model's evaluation does it); both return
+`logits`, `probabilities`, the top-5 `classes`, `flops` and, for ACT and
+SACT models, `<block>_ponder_cost` and (SACT) `ponder_cost_map`. SACT
+models are exported with sparse execution. Example:
+
+  python tools/export_saved_model.py --checkpoint_dir=runs/sact \
+      --export_dir=exports/sact --version=1
+  docker run -p 8500:8500 -p 8501:8501 \
+      --mount type=bind,source=$PWD/exports/sact,target=/models/sact \
+      -e MODEL_NAME=sact -t tensorflow/serving
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from sact_tf.export import saved_model
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint_dir", None,
+                    "A run directory of tools/train.py (its latest "
+                    "checkpoint), one of its checkpoints, or a checkpoint of "
+                    "the original release.")
+flags.DEFINE_string("export_dir", None,
+                    "The model's base directory for TF Serving; the "
+                    "SavedModel goes to <export_dir>/<version>.")
+flags.DEFINE_integer("version", 1, "The model version (a positive integer).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
+flags.DEFINE_bool("use_ema", None,
+                  "Export the moving averages of the weights; default: what "
+                  "the run evaluates.")
+flags.mark_flags_as_required(["checkpoint_dir", "export_dir"])
+
+
+def main(argv):
+  del argv
+  try:
+    path, config = saved_model.export_checkpoint(
+        FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.version, FLAGS.overwrite,
+        FLAGS.use_ema)
+  except ValueError as e:
+    sys.exit(f"export_saved_model: error: {e}")
+  size = config["image_size"]
+  print(f"Exported {config['checkpoint']} ({config['family']} "
+        f"{config['model_kwargs']['model_type']}) to {path}: signatures "
+        f"{saved_model.SERVING_DEFAULT} ({saved_model.IMAGES} float32 "
+        f"[batch, {size}, {size}, 3]) and {saved_model.SERVING_BYTES} "
+        f"({saved_model.IMAGE_BYTES} string [batch], JPEG or PNG)")
+
+
+if __name__ == "__main__":
+  app.run(main)
