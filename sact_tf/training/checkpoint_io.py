@@ -13,6 +13,7 @@ when the run keeps moving averages of the weights, `ema`
 import os
 import re
 
+import keras
 import tensorflow as tf
 
 from sact_tf import checkpoints
@@ -77,23 +78,25 @@ def _global_step(prefix):
   return None
 
 
-def _restore_trained(prefix, use_ema, execution):
-  config = run_config.read_config(os.path.dirname(prefix))
-  if use_ema is None:
-    use_ema = bool(config.get("eval_use_ema", False))
-  model = run_config.build_model(config, execution)
-  model.build((None, None, None, 3))
-  ema = ExponentialMovingAverage(model.variables) if use_ema else None
-  if use_ema and not tf.train.load_checkpoint(prefix).has_tensor(
-      "ema/averages/0/.ATTRIBUTES/VARIABLE_VALUE"):
+def _stored_model_keys(reader):
+  """`{path inside the model: checkpoint key}` of a run checkpoint."""
+  return {_unescape(k[len("model/"):-len(_VALUE_SUFFIX)]): k
+          for k in reader.get_variable_to_shape_map()
+          if k.startswith("model/") and k.endswith(_VALUE_SUFFIX)}
+
+
+def _read_run_checkpoint(model, prefix, config):
+  """Reads a run checkpoint into `model` (its EMA when `config["use_ema"]`)."""
+  reader = tf.train.load_checkpoint(prefix)
+  ema = ExponentialMovingAverage(model.variables) if config["use_ema"] else None
+  if ema is not None and not reader.has_tensor(
+      "ema/averages/0" + _VALUE_SUFFIX):
     raise ValueError(f"checkpoint {prefix!r} holds no moving averages of the "
                      f"weights (trained with moving_average_decay=0); "
                      f"evaluate it with use_ema=False")
-  mismatch = f"checkpoint {prefix!r} does not match its config.json " \
-      f"(model_kwargs {config['model_kwargs']})"
-  stored = {_unescape(k[len("model/"):-len(_VALUE_SUFFIX)]) for k in
-            tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-            if k.startswith("model/") and k.endswith(_VALUE_SUFFIX)}
+  mismatch = (f"checkpoint {prefix!r} does not match its config.json "
+              f"(model_kwargs {config['model_kwargs']})")
+  stored = set(_stored_model_keys(reader))
   expected = set(model_variables(model))
   if stored != expected:
     raise ValueError(
@@ -108,7 +111,17 @@ def _restore_trained(prefix, use_ema, execution):
         f"{mismatch}: {str(e).strip().splitlines()[0]}") from e
   if ema is not None:
     ema.copy_to_variables()
-  return model, dict(config, use_ema=use_ema)
+
+
+def _restore_trained(prefix, use_ema, execution):
+  config = run_config.read_config(os.path.dirname(prefix))
+  if use_ema is None:
+    use_ema = bool(config.get("eval_use_ema", False))
+  config = dict(config, use_ema=bool(use_ema))
+  model = run_config.build_model(config, execution)
+  model.build((None, None, None, 3))
+  _read_run_checkpoint(model, prefix, config)
+  return model, config
 
 
 def _restore_original(prefix, use_ema, execution):
@@ -160,3 +173,74 @@ def restore_model(checkpoint_dir, use_ema=None, execution=None):
     model, config = _restore_trained(prefix, use_ema, execution)
   config.update(checkpoint=prefix, global_step=_global_step(prefix))
   return model, config
+
+
+def load_weights(model, prefix, config):
+  """Loads checkpoint `prefix` into a built `model` of the same run.
+
+  For evaluating checkpoint after checkpoint with one model. `config` is
+  what `restore_model` returned for an earlier checkpoint of the same run
+  (its `use_ema` and `original_checkpoint` are followed).
+  """
+  if config.get("original_checkpoint"):
+    checkpoints.load_original_checkpoint(
+        model, prefix, use_moving_averages=config["use_ema"])
+  else:
+    _read_run_checkpoint(model, prefix, config)
+  return dict(config, checkpoint=prefix, global_step=_global_step(prefix))
+
+
+def _source_values(path, model):
+  """`{path inside the model: numpy value}` of a checkpoint or .keras file."""
+  if path.endswith(".keras"):
+    if not os.path.isfile(path):
+      raise ValueError(f"--finetune_path {path!r} does not exist")
+    source = keras.saving.load_model(path, compile=False)
+    return {k: v.numpy() for k, v in model_variables(source).items()}
+  prefix = find_checkpoint(path)
+  reader = tf.train.load_checkpoint(prefix)
+  keys = reader.get_variable_to_shape_map()
+  if is_original_checkpoint(prefix):
+    scope = checkpoints.SCOPES.get(type(model), "")
+    return {k[len(scope) + 1:]: reader.get_tensor(k) for k in keys
+            if k.startswith(scope + "/")}
+  return {name: reader.get_tensor(key)
+          for name, key in _stored_model_keys(reader).items()}
+
+
+def initialize_from(model, path):
+  """Fine-tuning: loads every non-halting variable of `model` from `path`.
+
+  As the original's `finetuning_init_fn`: the halting branches (variables
+  with `halting` in their path) keep their fresh initialization, so an ACT
+  or SACT model starts from a vanilla network.
+
+  Args:
+    model: a built model.
+    path: str. A `.keras` file, a run directory or checkpoint prefix of
+      `tools/train.py`, or a directory or prefix of an original release
+      checkpoint (TF1).
+
+  Returns:
+    The number of variables loaded.
+
+  Raises:
+    ValueError: the path does not exist or holds no checkpoint; variables
+      missing from it or of another shape (named).
+  """
+  values = _source_values(path, model)
+  targets = {k: v for k, v in model_variables(model).items()
+             if "halting" not in k}
+  missing = sorted(set(targets) - set(values))
+  mismatched = sorted(
+      f"{k} {list(values[k].shape)} vs model {list(v.shape)}"
+      for k, v in targets.items()
+      if k in values and tuple(values[k].shape) != tuple(v.shape))
+  if missing or mismatched:
+    raise ValueError(
+        f"--finetune_path {path!r} does not fit the model: "
+        f"{len(missing)} variables missing {missing[:4]}, {len(mismatched)} "
+        f"of another shape {mismatched[:4]}")
+  for key, variable in targets.items():
+    variable.assign(values[key])
+  return len(targets)

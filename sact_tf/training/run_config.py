@@ -17,12 +17,20 @@ tools need no other flag. Keys:
   `num_epochs_per_decay`, `momentum`, `label_smoothing`,
   `moving_average_decay`, `finetune_path`, `strategy`, `config` (the
   preset), `seed`.
+
+`make_config` fills in the defaults: those of the original's
+`cifar_main.py` for CIFAR-style data, of `imagenet_train.py` for ImageNet.
 """
 
 import json
 import os
 
+from sact_tf import act
 from sact_tf import models
+from sact_tf.data import datasets
+from sact_tf.models.cifar_resnet import WEIGHT_DECAY as CIFAR_WEIGHT_DECAY
+from sact_tf.models.imagenet_resnet import (
+    WEIGHT_DECAY as IMAGENET_WEIGHT_DECAY)
 from sact_tf.utils import files
 
 CONFIG_FILE = "config.json"
@@ -84,3 +92,89 @@ def model_kwargs(model):
   for key in ("name", "trainable"):
     kwargs.pop(key, None)
   return kwargs
+
+
+# The original's defaults: `cifar_main.py` for CIFAR-style data (also the
+# offline default), `imagenet_train.py` for ImageNet.
+FAMILY_DEFAULTS = {
+    "cifar": {"model": "5", "base_channels": 16, "batch_size": 128,
+              "max_number_of_steps": 100000, "learning_rate": 0.1,
+              "learning_rate_boundaries": [60000, 75000, 90000],
+              "num_epochs_per_decay": None, "label_smoothing": 0.0,
+              "moving_average_decay": 0.0,
+              "weight_decay": CIFAR_WEIGHT_DECAY},
+    "imagenet": {"model": "101", "base_channels": 64, "batch_size": 32,
+                 "max_number_of_steps": 0, "learning_rate": 0.05,
+                 "learning_rate_boundaries": None,
+                 "num_epochs_per_decay": 30.0, "label_smoothing": 0.1,
+                 "moving_average_decay": 0.9999,
+                 "weight_decay": IMAGENET_WEIGHT_DECAY},
+}
+COMMON_DEFAULTS = {
+    "dataset": "cluttered_digits", "dataset_dir": None, "tfds_data_dir": None,
+    "tfds_manual_dir": None, "train_split": "train", "eval_split": None,
+    "image_size": None, "model_type": "vanilla", "tau": 1.0,
+    "eps": act.DEFAULT_EPS, "execution": "dense",
+    "learning_rate_decay_factor": 0.1, "momentum": 0.9,
+    "finetune_path": None, "strategy": "default", "seed": None,
+    "config": None,
+}
+SETTINGS = sorted(set(COMMON_DEFAULTS) | set(FAMILY_DEFAULTS["cifar"]))
+_MODEL_KEYS = ("model", "model_type", "base_channels", "tau", "eps",
+               "weight_decay", "execution")
+
+
+def make_config(settings):
+  """The full run configuration from the given settings and the defaults.
+
+  Args:
+    settings: dict of `SETTINGS` keys (the train tool's flags, a preset),
+      those absent or None taking the defaults of the dataset's family (the
+      original's `cifar_main.py` / `imagenet_train.py`).
+
+  Returns:
+    The configuration dict saved as `config.json` (see the module).
+
+  Raises:
+    ValueError: an unknown setting or dataset, or a bad value (named).
+  """
+  unknown = set(settings) - set(SETTINGS)
+  if unknown:
+    raise ValueError(f"unknown settings {sorted(unknown)}; known: "
+                     f"{', '.join(SETTINGS)}")
+  given = {k: v for k, v in settings.items() if v is not None}
+  spec = datasets.info(given.get("dataset", COMMON_DEFAULTS["dataset"]))
+  family = spec["family"]
+  config = dict(COMMON_DEFAULTS, **FAMILY_DEFAULTS[family])
+  config.update(given)
+  if "learning_rate_boundaries" in given and "num_epochs_per_decay" not in (
+      given):
+    config["num_epochs_per_decay"] = None
+  if "num_epochs_per_decay" in given and "learning_rate_boundaries" not in (
+      given):
+    config["learning_rate_boundaries"] = None
+  config["image_size"] = config["image_size"] or spec["image_size"]
+  config["eval_split"] = config["eval_split"] or spec["eval_split"]
+  for key in ("batch_size", "image_size"):
+    if not isinstance(config[key], int) or config[key] < 1:
+      raise ValueError(f"--{key} must be a positive integer, received "
+                       f"{config[key]!r}")
+  if not isinstance(config["max_number_of_steps"], int) or config[
+      "max_number_of_steps"] < 0:
+    raise ValueError(f"--max_number_of_steps must be >= 0 (0: no limit), "
+                     f"received {config['max_number_of_steps']!r}")
+  if not 0 <= config["moving_average_decay"] < 1:
+    raise ValueError(f"--moving_average_decay must be in [0, 1), received "
+                     f"{config['moving_average_decay']!r}")
+  if config["tau"] < 0:
+    raise ValueError(f"--tau must be >= 0, received {config['tau']!r}")
+  finetune = config["finetune_path"]
+  if finetune and not (os.path.exists(finetune) or
+                       os.path.exists(finetune + ".index")):
+    raise ValueError(f"--finetune_path {finetune!r} does not exist")
+  config.update(
+      family=family, eval_use_ema=config["moving_average_decay"] > 0,
+      model_kwargs=dict({k: config.pop(k) for k in _MODEL_KEYS},
+                        num_classes=spec["num_classes"]))
+  build_model(config)  # Validates the model arguments.
+  return config

@@ -1,0 +1,94 @@
+"""Cluttered digits: the offline default dataset.
+
+The 1,797 handwritten digits bundled with scikit-learn (8x8, 16 grey
+levels; no download) are scaled up twice to 16x16 and placed at a random
+position on a 32x32 canvas cluttered with 6x6 fragments of other digits, as
+in the cluttered MNIST of the spatial transformer networks paper. The class
+is the whole digit; the clutter looks locally like digit strokes, so a
+classifier has to find the digit, which is where spatially adaptive
+computation should spend its units. Each example also has the digit's box,
+so evaluation can measure the ponder cost on the object and on the
+background.
+
+Splits are deterministic: of each class, every fifth digit is a test digit
+(364 in all), the others (1,433) train digits; each train digit is drawn on
+10 canvases (14,330 examples) and each test digit on 2 (728), with fixed
+seeds, so every run and every machine sees the same images.
+"""
+
+import functools
+
+import numpy as np
+from scipy import ndimage
+from sklearn import datasets as sk_datasets
+
+CANVAS_SIZE = 32
+DIGIT_SCALE = 2
+NUM_FRAGMENTS = 4
+FRAGMENT_SIZE = 6
+NUM_CLASSES = 10
+TEST_EVERY = 5
+COPIES = {"train": 10, "test": 2}
+SEEDS = {"train": 20170101, "test": 20170102}
+SPLITS = tuple(COPIES)
+# Of scikit-learn's 1,797 digits, 364 are test digits and 1,433 train digits.
+NUM_EXAMPLES = {"train": 1433 * COPIES["train"], "test": 364 * COPIES["test"]}
+
+
+def _split_digits(split):
+  digits = sk_datasets.load_digits()
+  images = digits.images.astype(np.float32) / digits.images.max()
+  rank_in_class = np.zeros(len(images), np.int64)
+  for label in range(NUM_CLASSES):
+    members = digits.target == label
+    rank_in_class[members] = np.arange(members.sum())
+  is_test = rank_in_class % TEST_EVERY == 0
+  keep = is_test if split == "test" else ~is_test
+  scaled = np.stack([ndimage.zoom(image, DIGIT_SCALE, order=1)
+                     for image in images[keep]])
+  return np.clip(scaled, 0.0, 1.0), digits.target[keep].astype(np.int64)
+
+
+def _fragment(digits, rng):
+  source = digits[rng.integers(len(digits))]
+  y, x = rng.integers(0, source.shape[0] - FRAGMENT_SIZE + 1, size=2)
+  return source[y:y + FRAGMENT_SIZE, x:x + FRAGMENT_SIZE]
+
+
+def _paste(canvas, patch, y, x):
+  h, w = patch.shape
+  canvas[y:y + h, x:x + w] = np.maximum(canvas[y:y + h, x:x + w], patch)
+
+
+@functools.lru_cache(maxsize=None)
+def load(split):
+  """One split, generated in memory (about a second; cached).
+
+  Args:
+    split: str, `"train"` or `"test"`.
+
+  Returns:
+    dict of numpy arrays: `image` uint8 `[N, 32, 32, 3]` (grey, repeated
+    over the channels), `label` int64 `[N]` (0-9), `box` float32 `[N, 4]`
+    (the digit's `ymin, xmin, ymax, xmax`, normalized to [0, 1]).
+  """
+  if split not in SPLITS:
+    raise ValueError(f"cluttered_digits has the splits {SPLITS}, received "
+                     f"split={split!r}")
+  digits, labels = _split_digits(split)
+  rng = np.random.default_rng(SEEDS[split])
+  size = digits.shape[1]
+  count = len(digits) * COPIES[split]
+  images = np.zeros((count, CANVAS_SIZE, CANVAS_SIZE), np.float32)
+  boxes = np.zeros((count, 4), np.float32)
+  order = np.tile(np.arange(len(digits)), COPIES[split])
+  for canvas, box, index in zip(images, boxes, order):
+    for _ in range(NUM_FRAGMENTS):
+      y, x = rng.integers(0, CANVAS_SIZE - FRAGMENT_SIZE + 1, size=2)
+      _paste(canvas, _fragment(digits, rng), y, x)
+    y, x = rng.integers(0, CANVAS_SIZE - size + 1, size=2)
+    _paste(canvas, digits[index], y, x)
+    box[:] = np.array([y, x, y + size, x + size]) / CANVAS_SIZE
+  images = np.round(images * 255).astype(np.uint8)
+  return {"image": np.repeat(images[..., None], 3, axis=-1),
+          "label": labels[order], "box": boxes}

@@ -1,0 +1,195 @@
+"""Datasets by name, and the `tf.data` input pipelines of training and eval.
+
+* `cluttered_digits` (the default): generated offline from scikit-learn's
+  digits, see `cluttered_digits`. Splits `train`, `test`.
+* `cifar10`: tensorflow-datasets (downloaded by tfds on first use), or the
+  original's TF-Slim TFRecords when `dataset_dir` is given. Splits `train`,
+  `test`.
+* `imagenet2012`: tensorflow-datasets, prepared from the ILSVRC 2012 tar
+  files in a manual directory (`tfds_manual_dir`), or the original's TF-Slim
+  TFRecords in `dataset_dir`. Splits `train`, `validation`. 1001 classes as
+  the original (class 0 is "background"; tfds labels are shifted by one).
+
+Examples are `{"image": uint8 [h, w, 3], "label": int64 [], "boxes":
+float32 [n, 4]}`; pipelines yield batches `{"images": float32 [b, s, s, 3],
+"labels": int64 [b]}` plus, for evaluation on `cluttered_digits`,
+`"object_mask": float32 [b, s, s, 1]` (1 on the digit's box).
+"""
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sact_tf.data import cluttered_digits
+from sact_tf.data import preprocessing
+from sact_tf.data import tfrecords
+
+# family: the models and preprocessing; image_size: the default input size;
+# splits: examples per split (for the TF-Slim data the original's
+# SPLITS_TO_SIZES); flip: random left-right flips in training;
+# label_offset: added to tfds labels; shuffle_buffer: examples shuffled in
+# training.
+DATASETS = {
+    "cluttered_digits": {
+        "family": "cifar", "num_classes": cluttered_digits.NUM_CLASSES,
+        "image_size": cluttered_digits.CANVAS_SIZE, "flip": False,
+        "splits": cluttered_digits.NUM_EXAMPLES, "eval_split": "test",
+        "label_offset": 0,
+        "shuffle_buffer": cluttered_digits.NUM_EXAMPLES["train"]},
+    "cifar10": {
+        "family": "cifar", "num_classes": 10, "image_size": 32, "flip": True,
+        "splits": {"train": 50000, "test": 10000}, "eval_split": "test",
+        "label_offset": 0, "shuffle_buffer": 10000},
+    "imagenet2012": {
+        "family": "imagenet", "num_classes": 1001, "image_size": 224,
+        "flip": True, "splits": {"train": 1281167, "validation": 50000},
+        "eval_split": "validation", "label_offset": 1,
+        "shuffle_buffer": 2048},
+}
+
+
+def info(name):
+  """The `DATASETS` entry of `name`; ValueError for an unknown dataset."""
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; known: "
+                     f"{', '.join(sorted(DATASETS))}")
+  return DATASETS[name]
+
+
+def check(name, split, dataset_dir=None):
+  """Validates a dataset, split and (TF-Slim) directory before any work.
+
+  Returns:
+    The TF-Slim files (list of str) when `dataset_dir` is given, else None.
+  """
+  splits = info(name)["splits"]
+  if split not in splits:
+    raise ValueError(f"{name} has the splits {sorted(splits)}, received "
+                     f"split_name={split!r}")
+  if dataset_dir is None:
+    return None
+  if name not in tfrecords.FILE_PATTERNS:
+    raise ValueError(f"--dataset_dir is for the original's TFRecords of "
+                     f"{sorted(tfrecords.FILE_PATTERNS)}; {name} is generated "
+                     f"offline and takes none (received {dataset_dir!r})")
+  return tfrecords.list_files(name, split, dataset_dir)
+
+
+def _shard(dataset, input_context):
+  if input_context and input_context.num_input_pipelines > 1:
+    dataset = dataset.shard(input_context.num_input_pipelines,
+                            input_context.input_pipeline_id)
+  return dataset
+
+
+def _decode_tfds(example, label_offset):
+  image = tf.io.decode_image(example["image"], channels=3,
+                             expand_animations=False)
+  return {"image": image, "label": example["label"] + label_offset,
+          "boxes": tf.zeros([0, 4], tf.float32)}
+
+
+def load_examples(name, split, dataset_dir=None, tfds_data_dir=None,
+                  tfds_manual_dir=None, shuffle_buffer=0, input_context=None,
+                  seed=None):
+  """A `tf.data.Dataset` of decoded examples (see the module docstring).
+
+  Args:
+    name: str, a key of `DATASETS`.
+    split: str.
+    dataset_dir: str or None, the original's TF-Slim TFRecords.
+    tfds_data_dir: str or None, tensorflow-datasets' `data_dir`.
+    tfds_manual_dir: str or None, where the ImageNet tar files are.
+    shuffle_buffer: int, shuffle (training) in a buffer of this size, before
+      images are decoded. 0: the stored order.
+    input_context: `tf.distribute.InputContext` or None: its pipeline's share.
+    seed: int or None.
+  """
+  files = check(name, split, dataset_dir)
+  if files:
+    return tfrecords.load(name, files, shuffle_buffer, input_context, seed)
+  if name == "cluttered_digits":
+    data = cluttered_digits.load(split)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"image": data["image"], "label": data["label"],
+         "boxes": data["box"][:, None, :]})
+    dataset = _shard(dataset, input_context)
+    if shuffle_buffer:
+      dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    return dataset
+  builder = tfds.builder(name, data_dir=tfds_data_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=tfds_manual_dir))
+  dataset = builder.as_dataset(
+      split=split, shuffle_files=bool(shuffle_buffer),
+      decoders={"image": tfds.decode.SkipDecoding()},
+      read_config=tfds.ReadConfig(shuffle_seed=seed))
+  dataset = _shard(dataset, input_context)
+  if shuffle_buffer:
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+  offset = info(name)["label_offset"]
+  return dataset.map(lambda e: _decode_tfds(e, offset),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _object_mask(boxes, image_size):
+  """1 inside the first box, `[s, s, 1]` float32 (boxes normalized)."""
+  coords = tf.cast(tf.round(boxes[0] * image_size), tf.int32)
+  ys = tf.range(image_size)[:, None]
+  xs = tf.range(image_size)[None, :]
+  inside = ((ys >= coords[0]) & (ys < coords[2]) & (xs >= coords[1]) &
+            (xs < coords[3]))
+  return tf.cast(inside, tf.float32)[..., None]
+
+
+def make_input_fn(name, split, global_batch_size, training, image_size=None,
+                  num_examples=None, dataset_dir=None, tfds_data_dir=None,
+                  tfds_manual_dir=None, seed=None):
+  """The input function of `strategy.distribute_datasets_from_function`.
+
+  Args:
+    name, split, dataset_dir, tfds_data_dir, tfds_manual_dir: see
+      `load_examples`.
+    global_batch_size: int, the batch over all replicas.
+    training: bool. Training shuffles, augments and repeats forever with
+      full batches; evaluation is one pass, the last batch may be partial.
+    image_size: int or None (the dataset's default).
+    num_examples: int or None, evaluate only the first `num_examples`.
+    seed: int or None, shuffling seed.
+
+  Returns:
+    `input_fn(input_context=None) -> tf.data.Dataset` of batches (see the
+    module docstring) of the replica's batch size.
+  """
+  spec = info(name)
+  family = spec["family"]
+  size = image_size or spec["image_size"]
+  with_mask = (not training and name == "cluttered_digits" and
+               size == cluttered_digits.CANVAS_SIZE)
+
+  def preprocess(example):
+    if training:
+      image = preprocessing.preprocess_for_train(
+          example["image"], family, size, example["boxes"], spec["flip"])
+    else:
+      image = preprocessing.preprocess_for_eval(example["image"], family,
+                                                size)
+    batch = {"images": image, "labels": example["label"]}
+    if with_mask:
+      batch["object_mask"] = _object_mask(example["boxes"], size)
+    return batch
+
+  def input_fn(input_context=None):
+    batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                  if input_context else global_batch_size)
+    dataset = load_examples(
+        name, split, dataset_dir, tfds_data_dir, tfds_manual_dir,
+        spec["shuffle_buffer"] if training else 0, input_context, seed)
+    if training:
+      dataset = dataset.repeat()
+    elif num_examples:
+      dataset = dataset.take(num_examples)
+    dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+  return input_fn

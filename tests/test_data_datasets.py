@@ -1,0 +1,138 @@
+"""Datasets: the offline default, the original's TFRecords, tfds (mocked)."""
+
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sact_tf.data import cluttered_digits
+from sact_tf.data import datasets
+
+
+@pytest.fixture(name="slim_dir")
+def fixture_slim_dir(tmp_path, testdata_dir):
+  """A dataset directory as the original's users have it."""
+  for name in ("cifar10_train.tfrecord", "cifar10_test.tfrecord"):
+    shutil.copy(testdata_dir / name, tmp_path / name)
+  for split in ("train", "validation"):
+    shutil.copy(testdata_dir / f"imagenet-{split}-00000-of-00001",
+                tmp_path / f"{split}-00000-of-00001")
+  return tmp_path
+
+
+def test_cluttered_digits_splits_are_deterministic_and_disjoint():
+  train, test = cluttered_digits.load("train"), cluttered_digits.load("test")
+  assert train["image"].shape == (14330, 32, 32, 3)
+  assert test["image"].shape == (728, 32, 32, 3)
+  assert len(train["label"]) == cluttered_digits.NUM_EXAMPLES["train"]
+  assert len(test["label"]) == cluttered_digits.NUM_EXAMPLES["test"]
+  assert train["image"].dtype == np.uint8
+  # Balanced classes (scikit-learn's digits are).
+  assert np.bincount(test["label"]).tolist() == [72, 74, 72, 74, 74, 74, 74, 72,
+                                                 70, 72]
+  # Generated afresh, the same images.
+  again = cluttered_digits.load.__wrapped__("test")
+  np.testing.assert_array_equal(again["image"], test["image"])
+  np.testing.assert_array_equal(again["box"], test["box"])
+  # Each 16x16 box holds a digit: bright pixels inside, in every example.
+  for image, box in zip(test["image"][:50], test["box"][:50]):
+    y0, x0, y1, x1 = np.round(box * 32).astype(int)
+    assert (y1 - y0, x1 - x0) == (16, 16)
+    assert image[y0:y1, x0:x1, 0].max() > 200
+  # Test digits are not train digits: no test canvas repeats a train one.
+  assert not set(map(bytes, test["image"][:20])) & set(
+      map(bytes, train["image"]))
+
+
+def test_eval_pipeline_of_digits():
+  input_fn = datasets.make_input_fn("cluttered_digits", "test", 64,
+                                    training=False, num_examples=100)
+  batches = list(input_fn())
+  assert [len(b["labels"]) for b in batches] == [64, 36]
+  batch = batches[0]
+  images = batch["images"].numpy()
+  assert images.shape == (64, 32, 32, 3)
+  np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+  np.testing.assert_allclose(images.std(axis=(1, 2, 3)), 1, atol=1e-3)
+  # The object mask is the 16x16 digit box.
+  np.testing.assert_array_equal(
+      batch["object_mask"].numpy().sum(axis=(1, 2, 3)), 256)
+  np.testing.assert_array_equal(batch["labels"].numpy(),
+                                cluttered_digits.load("test")["label"][:64])
+
+
+def test_training_pipeline_shards_and_repeats():
+  context = tf.distribute.InputContext(num_input_pipelines=2,
+                                       input_pipeline_id=1,
+                                       num_replicas_in_sync=2)
+  input_fn = datasets.make_input_fn("cluttered_digits", "train", 16,
+                                    training=True, seed=3)
+  batch = next(iter(input_fn(context)))
+  # The replica's share of the global batch, padded-cropped, not flipped.
+  assert batch["images"].shape == (8, 32, 32, 3)
+  assert "object_mask" not in batch
+
+
+def test_original_tfrecords(slim_dir):
+  cifar = list(datasets.load_examples("cifar10", "test",
+                                      dataset_dir=str(slim_dir)))
+  assert len(cifar) == 4
+  assert cifar[0]["image"].shape == (32, 32, 3)
+  assert cifar[0]["image"].dtype == tf.uint8
+  imagenet = list(datasets.load_examples("imagenet2012", "train",
+                                         dataset_dir=str(slim_dir)))
+  assert len(imagenet) == 1
+  np.testing.assert_allclose(imagenet[0]["boxes"].numpy(),
+                             [[0.46666667, 0.1078125, 0.53125, 0.4109375]])
+  batch = next(iter(datasets.make_input_fn(
+      "imagenet2012", "validation", 2, training=False, image_size=64,
+      dataset_dir=str(slim_dir))()))
+  assert batch["images"].shape == (1, 64, 64, 3)
+  assert -1 <= batch["images"].numpy().min() < batch["images"].numpy().max(
+  ) <= 1
+  batch = next(iter(datasets.make_input_fn(
+      "imagenet2012", "train", 4, training=True, image_size=32,
+      dataset_dir=str(slim_dir))()))
+  assert batch["images"].shape == (4, 32, 32, 3)  # One example, repeated.
+
+
+def test_bad_dataset_dirs(tmp_path, slim_dir):
+  with pytest.raises(ValueError, match="does not exist"):
+    datasets.check("cifar10", "train", str(tmp_path / "missing"))
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(ValueError, match="has no cifar10 'train' files"):
+    datasets.check("cifar10", "train", str(tmp_path / "empty"))
+  (slim_dir / "cifar10_test.tfrecord").write_bytes(b"not a tfrecord" * 10)
+  with pytest.raises(ValueError, match="corrupt or foreign TFRecord file "
+                     ".*cifar10_test.tfrecord"):
+    datasets.check("cifar10", "test", str(slim_dir))
+  # Truncated: a record's length header says more than the file holds.
+  data = (slim_dir / "cifar10_train.tfrecord").read_bytes()
+  (slim_dir / "cifar10_train.tfrecord").write_bytes(data[:100])
+  with pytest.raises(ValueError, match="corrupt"):
+    datasets.check("cifar10", "train", str(slim_dir))
+  with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+    datasets.check("mnist", "train")
+  with pytest.raises(ValueError, match="split_name='validation'"):
+    datasets.check("cifar10", "validation")
+  with pytest.raises(ValueError, match="cluttered_digits is generated"):
+    datasets.check("cluttered_digits", "train", str(slim_dir))
+
+
+def test_tfds_cifar10_and_imagenet_labels(tmp_path):
+  with tfds.testing.mock_data(num_examples=6):
+    cifar = list(datasets.load_examples("cifar10", "train",
+                                        tfds_data_dir=str(tmp_path)))
+    imagenet = list(datasets.load_examples(
+        "imagenet2012", "validation", tfds_data_dir=str(tmp_path),
+        tfds_manual_dir=str(tmp_path)))
+    batch = next(iter(datasets.make_input_fn(
+        "imagenet2012", "train", 3, training=True, image_size=24,
+        tfds_data_dir=str(tmp_path), tfds_manual_dir=str(tmp_path))()))
+  assert len(cifar) == 6 and cifar[0]["image"].shape == (32, 32, 3)
+  labels = np.array([int(e["label"]) for e in imagenet])
+  # tfds' 0..999 become the original's 1..1000 (0 is background).
+  assert labels.min() >= 1 and labels.max() <= 1000
+  assert batch["images"].shape == (3, 24, 24, 3)
