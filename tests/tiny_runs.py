@@ -13,7 +13,7 @@ from sact_tf.training import run_config
 
 CONFIGS = {
     # 2 units per block: every block has a halting head.
-    "cifar": {"family": "cifar", "image_size": 16,
+    "cifar": {"family": "cifar", "image_size": 32,
               "dataset": "cluttered_digits",
               "model_kwargs": {"model": "2", "num_classes": 10,
                                "base_channels": 4}},
