@@ -179,7 +179,7 @@ def test_existing_version_is_refused_unless_overwrite(tmp_path):
                                 overwrite=True)
   assert sorted(os.listdir(base)) == ["3"]  # No temporary left behind.
   signature = tf.saved_model.load(first).signatures["serving_default"]
-  outputs = signature(images=tf.zeros([1, 16, 16, 3]))
+  outputs = signature(images=tf.zeros([1, 32, 32, 3]))
   assert set(outputs) == {"logits", "probabilities", "classes", "flops"}
   with pytest.raises(ValueError, match="version must be a positive integer"):
     saved_model.version_path(base, 0)

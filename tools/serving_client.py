@@ -51,7 +51,7 @@ flags.mark_flags_as_required(["images"])
 def _expand(patterns):
   paths = []
   for pattern in patterns:
-    matches = sorted(glob.glob(pattern))
+    matches = sorted(glob.glob(pattern, recursive=True))
     if not matches:
       raise ValueError(f"no file matches {pattern!r}")
     paths.extend(matches)
