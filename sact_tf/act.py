@@ -20,6 +20,10 @@ unit is passed in as a callable, so that the original tests port directly:
   run once every image of the batch has halted.
 * `spatially_adaptive_computation_time`: the same per spatial position.
 
+The halting math runs in float32, or in float64 for float64 states and
+probabilities (`halting_dtype`): never in half precision, where the running
+sums could not resolve the `1 - eps` threshold.
+
 A unit callable is `unit(state, unit_idx) -> (new_state, halting_proba,
 flops)` (`spatially_adaptive_computation_time` also passes
 `residual_mask=`), with `halting_proba` of shape `[batch, 1]` (ACT) or
@@ -30,6 +34,11 @@ and `flops` an int64 `[batch]` tensor.
 import tensorflow as tf
 
 DEFAULT_EPS = 0.01
+
+
+def halting_dtype(dtype):
+  """The dtype of the halting math for states of `dtype`."""
+  return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
 
 
 def _check_eps(eps):
@@ -47,14 +56,18 @@ def adaptive_computation_time(halting_proba, eps=DEFAULT_EPS):
       probability reaches `1 - eps`. Defaults to 0.01.
 
   Returns:
-    ponder_cost: float32 `[batch]`, `N + R`, differentiable in `halting_proba`.
+    ponder_cost: float32 (float64 for float64 input) `[batch]`, `N + R`,
+      differentiable in `halting_proba`.
     num_units: int32 `[batch]`, `N` (one-based), no gradient.
-    halting_distribution: float32 `[batch, max_units]`; rows sum to one.
+    halting_distribution: float32 (float64) `[batch, max_units]`; rows sum
+      to one.
   """
   _check_eps(eps)
-  halting_proba = tf.convert_to_tensor(halting_proba, tf.float32)
+  halting_proba = tf.convert_to_tensor(halting_proba)
+  dtype = halting_dtype(halting_proba.dtype)
+  halting_proba = tf.cast(halting_proba, dtype)
   max_units = halting_proba.shape[1] + 1
-  zero_col = tf.zeros(tf.stack([tf.shape(halting_proba)[0], 1]))
+  zero_col = tf.zeros(tf.stack([tf.shape(halting_proba)[0], 1]), dtype)
   halting_padded = tf.concat([halting_proba, zero_col], 1)
   cumsum = tf.cumsum(halting_proba, axis=1)
   cumsum_padded = tf.concat([zero_col, cumsum], 1)
@@ -69,12 +82,13 @@ def adaptive_computation_time(halting_proba, eps=DEFAULT_EPS):
   # Remainder, eq. (8).
   remainder = 1.0 - tf.gather(cumsum_padded, n, axis=1, batch_dims=1)
   num_units = n + 1
-  ponder_cost = tf.cast(num_units, tf.float32) + remainder
+  ponder_cost = tf.cast(num_units, dtype) + remainder
   # Halting distribution, eq. (6).
   unit_index = tf.range(max_units)[None, :]
   halting_distribution = tf.where(
       unit_index < n[:, None], halting_padded,
-      tf.where(unit_index == n[:, None], remainder[:, None], 0.0))
+      tf.where(unit_index == n[:, None], remainder[:, None],
+               tf.zeros_like(halting_padded)))
   return ponder_cost, num_units, halting_distribution
 
 
@@ -109,11 +123,13 @@ def adaptive_computation_time_wrapper(inputs, unit, max_units,
   if max_units > 1:
     probas = tf.concat(probas[:-1], 1)
   else:
-    probas = tf.zeros(tf.stack([tf.shape(inputs)[0], 0]))
+    probas = tf.zeros(tf.stack([tf.shape(inputs)[0], 0]),
+                      halting_dtype(inputs.dtype))
   ponder_cost, num_units, distribution = adaptive_computation_time(
       probas, eps=eps)
   stacked = tf.stack(states, axis=1)
-  outputs = tf.einsum("bl,bl...->b...", distribution, stacked)
+  outputs = tf.einsum("bl,bl...->b...", tf.cast(distribution, stacked.dtype),
+                      stacked)
   flops = tf.add_n([f * tf.cast(num_units > i, tf.int64)
                     for i, f in enumerate(unit_flops)])
   return ponder_cost, num_units, flops, distribution, outputs
@@ -126,32 +142,36 @@ class _HaltingState:
   `[batch, h, w]` for SACT.
   """
 
-  def __init__(self, shape, eps):
+  def __init__(self, shape, eps, dtype):
     self.eps = eps
-    self.cumsum = tf.zeros(shape)
+    self.dtype = dtype
+    self.cumsum = tf.zeros(shape, dtype)
     self.finished = tf.zeros(shape, tf.bool)
-    self.remainder = tf.ones(shape)
+    self.remainder = tf.ones(shape, dtype)
     # Starts at one: N + R counts the halting unit once through `remainder`.
-    self.ponder_cost = tf.ones(shape)
+    self.ponder_cost = tf.ones(shape, dtype)
     self.num_units = tf.zeros(shape, tf.int32)
 
   def step(self, halting_proba):
     """Accounts for one unit; returns its slice of the halting distribution.
 
     Args:
-      halting_proba: float32, the shape of the decisions; ones for the last
+      halting_proba: float, the shape of the decisions; ones for the last
         unit of the block.
 
     Returns:
-      float32, `p^l` of this unit for every decision.
+      `self.dtype`, `p^l` of this unit for every decision.
     """
+    halting_proba = tf.cast(halting_proba, self.dtype)
+    zeros = tf.zeros_like(halting_proba)
     self.cumsum += halting_proba
     now_finished = self.cumsum >= 1.0 - self.eps
-    halting_proba = tf.where(now_finished, 0.0, halting_proba)
+    halting_proba = tf.where(now_finished, zeros, halting_proba)
     just_finished = tf.logical_and(tf.logical_not(self.finished), now_finished)
     distribution = tf.where(just_finished, self.remainder, halting_proba)
     self.ponder_cost += tf.where(
-        now_finished, tf.where(just_finished, self.remainder, 0.0), 1.0)
+        now_finished, tf.where(just_finished, self.remainder, zeros),
+        tf.ones_like(zeros))
     self.num_units += tf.cast(tf.logical_not(self.finished), tf.int32)
     self.remainder -= halting_proba
     self.finished = now_finished
@@ -172,6 +192,15 @@ def _reshape_proba(proba, shape, is_last):
   return tf.reshape(proba, shape)
 
 
+def _weighted(state, distribution):
+  """`state * p` with `p` broadcast over the trailing axes of the state."""
+  distribution = tf.cast(distribution, state.dtype)
+  return state * tf.reshape(
+      distribution, tf.concat(
+          [tf.shape(distribution), [1] * (state.shape.rank -
+                                          distribution.shape.rank)], 0))
+
+
 def adaptive_computation_early_stopping(inputs, unit, max_units,
                                         eps=DEFAULT_EPS):
   """ACT that stops running units once every image of the batch has halted.
@@ -186,7 +215,7 @@ def adaptive_computation_early_stopping(inputs, unit, max_units,
   _check_eps(eps)
   batch = tf.shape(inputs)[0]
   shape = tf.reshape(batch, [1])
-  halting = _HaltingState(shape, eps)
+  halting = _HaltingState(shape, eps, halting_dtype(inputs.dtype))
   flops = tf.zeros(shape, tf.int64)
   distributions = []
   state = outputs = None
@@ -197,8 +226,7 @@ def adaptive_computation_early_stopping(inputs, unit, max_units,
     new_state, proba, unit_flops = unit(state, unit_idx)
     distribution = halting.step(
         _reshape_proba(proba, shape, unit_idx == max_units - 1))
-    weighted = new_state * tf.reshape(
-        distribution, [-1] + [1] * (new_state.shape.rank - 1))
+    weighted = _weighted(new_state, distribution)
     outputs = weighted if outputs is None else outputs + weighted
     return (new_state, outputs, flops + unit_flops * evaluated,
             halting.as_tuple(), distribution)
@@ -211,7 +239,8 @@ def adaptive_computation_early_stopping(inputs, unit, max_units,
     else:
       result = tf.cond(
           tf.reduce_all(halting.finished),
-          lambda a=args: (a[1], a[2], a[3], a[4], tf.zeros(shape)),
+          lambda a=args: (a[1], a[2], a[3], a[4],
+                           tf.zeros(shape, halting.dtype)),
           lambda a=args: run(*a))
     state, outputs, flops, halting_values, distribution = result
     halting.set_tuple(halting_values)
@@ -246,17 +275,17 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   _check_eps(eps)
   state, proba, flops = unit(inputs, 0, residual_mask=None)
   shape = tf.shape(state)[:3]
-  halting = _HaltingState(shape, eps)
+  halting = _HaltingState(shape, eps, halting_dtype(state.dtype))
   distributions = []
   outputs = None
   for unit_idx in range(max_units):
     if unit_idx:
-      mask = tf.cast(tf.logical_not(halting.finished), tf.float32)[..., None]
+      mask = tf.cast(tf.logical_not(halting.finished), state.dtype)[..., None]
       state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
       flops += unit_flops
     distribution = halting.step(
         _reshape_proba(proba, shape, unit_idx == max_units - 1))
-    update = state * distribution[..., None]
+    update = _weighted(state, distribution)
     outputs = update if outputs is None else outputs + update
     distributions.append(distribution)
   return (halting.ponder_cost, halting.num_units, flops,

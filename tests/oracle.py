@@ -36,17 +36,19 @@ def load_case(folder):
     return json.load(f)
 
 
-def build_model(case, model_type=None, execution="dense"):
+def build_model(case, model_type=None, **kwargs):
+  """The case's model; `kwargs` (e.g. `execution`) go to the builder."""
   builder = {"cifar": models.cifar_resnet,
              "imagenet": models.imagenet_resnet}[case["family"]]
   return builder(model=case["model"], num_classes=case["num_classes"],
                  model_type=model_type or case["model_type"],
-                 base_channels=case["base_channels"], execution=execution)
+                 base_channels=case["base_channels"], **kwargs)
 
 
-def load_model(folder, model_type=None, execution="dense"):
+def load_model(folder, model_type=None, **kwargs):
+  """The case's model with its checkpoint loaded."""
   case = load_case(folder)
-  model = build_model(case, model_type, execution)
+  model = build_model(case, model_type, **kwargs)
   checkpoints.load_original_checkpoint(
       model, str(folder / case.get("checkpoint_prefix", "model.ckpt")))
   return model

@@ -41,6 +41,6 @@ def test_conv2d_output_mask():
 
 
 def test_conv2d_flops_dtype_and_rectangular_kernel():
-  result = flops.conv2d_flops(tf.zeros([2, 5, 7, 6]), (1, 3), 4)
+  result = flops.conv2d_flops(tf.constant([2, 5, 7, 6]), (1, 3), 4, 6)
   assert result.dtype == tf.int64
   np.testing.assert_array_equal(result, [2 * 35 * 6 * 3 * 4] * 2)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from halting import randomize_halting
 from sact_tf import models
 from sact_tf.layers import AdaptiveBlock
 
@@ -20,18 +21,6 @@ def tiny_imagenet(model_type, **kwargs):
   return models.imagenet_resnet("1_2_1_2", num_classes=7,
                                 model_type=model_type, base_channels=4,
                                 **kwargs)
-
-
-def randomize_halting(model, seed=0, bias=4.0, scale=1.0):
-  """Halting weights that make halting vary across images and positions."""
-  if not model.built:
-    model.build((None, None, None, 3))
-  rng = np.random.default_rng(seed)
-  for v in model.variables:
-    if "halting_proba" in v.path and v.path.endswith("biases"):
-      v.assign(np.full(v.shape, bias, np.float32))
-    elif "halting_proba" in v.path and v.path.endswith("weights"):
-      v.assign(rng.normal(0, scale, v.shape).astype(np.float32))
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)

@@ -5,9 +5,12 @@ import pytest
 import tensorflow as tf
 
 import oracle
+from sact_tf.layers import halting_unit
 from conftest import SHARED
 
 CASES = sorted(p.parent.name for p in (SHARED / "oracle").glob("*/case.json"))
+SACT_CASES = [c for c in CASES
+              if oracle.load_case(SHARED / "oracle" / c)["model_type"] == "sact"]
 
 
 @pytest.fixture(params=CASES or ["<no oracle cases>"])
@@ -36,3 +39,17 @@ def test_early_stopping_matches_original(oracle_dir):
                   training=False)
   compared = oracle.compare(outputs, reference)
   assert "block_3/halting_distribution" in compared
+
+
+@pytest.mark.parametrize("case", SACT_CASES or ["<no SACT oracle case>"])
+@pytest.mark.parametrize("sparse_kernels", ["tf", "xla"])
+def test_sparse_matches_original(case, sparse_kernels, oracle_dir,
+                                 monkeypatch):
+  case_dir = oracle_dir / case
+  # Every unit with an active position runs the sparse kernels.
+  monkeypatch.setattr(halting_unit, "DENSE_ABOVE_COST", 1.01)
+  model = oracle.load_model(case_dir, execution="sparse",
+                            sparse_kernels=sparse_kernels)
+  reference = np.load(case_dir / "reference.npz")
+  outputs = model(tf.constant(reference["images"]), training=False)
+  oracle.compare(outputs, reference, sact=True)

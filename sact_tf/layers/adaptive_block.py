@@ -3,6 +3,7 @@
 import keras
 
 from sact_tf import act
+from sact_tf.layers.halting_unit import resolve_sparse_kernels
 
 MODEL_TYPES = ("vanilla", "act", "act_early_stopping", "sact")
 EXECUTIONS = ("dense", "sparse")
@@ -33,7 +34,11 @@ class AdaptiveBlock(keras.layers.Layer):
     image of the batch has halted.
   * `"sact"`: ACT per spatial position: a unit after the first only updates
     the positions not yet halted. With `execution="dense"` every position is
-    computed and the halted ones masked, exactly as the original.
+    computed and the halted ones masked, exactly as the original; with
+    `execution="sparse"` (at inference) only the active positions are
+    computed (`HaltingUnit.sparse_call`), with the same outputs up to float
+    rounding. Training (batch norm on batch statistics of the whole map)
+    runs dense.
 
   Args:
     units: list of `HaltingUnit`, named `unit_1..unit_L`; all but the last
@@ -41,6 +46,8 @@ class AdaptiveBlock(keras.layers.Layer):
     model_type: str. One of `MODEL_TYPES`. Defaults to `"vanilla"`.
     eps: float. Halting threshold `1 - eps`. Defaults to 0.01.
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
+    sparse_kernels: str. `"auto"`, `"xla"` or `"tf"`, see
+      `HaltingUnit.sparse_call`. Defaults to `"auto"`.
 
   Call arguments:
     inputs: float32 `[batch, H, W, c_in]`.
@@ -54,10 +61,11 @@ class AdaptiveBlock(keras.layers.Layer):
   """
 
   def __init__(self, units, model_type="vanilla", eps=act.DEFAULT_EPS,
-               execution="dense", **kwargs):
+               execution="dense", sparse_kernels="auto", **kwargs):
     super().__init__(**kwargs)
     check_model_type(model_type)
     check_execution(execution)
+    resolve_sparse_kernels(sparse_kernels)
     if not units:
       raise ValueError(f"a block needs at least one unit, received units={units!r}")
     heads = [unit.halting_head is not None for unit in units]
@@ -70,6 +78,7 @@ class AdaptiveBlock(keras.layers.Layer):
     self.model_type = model_type
     self.eps = eps
     self.execution = execution
+    self.sparse_kernels = sparse_kernels
 
   def build(self, input_shape):
     shape = input_shape
@@ -86,9 +95,14 @@ class AdaptiveBlock(keras.layers.Layer):
         flops += unit_flops
       return {"outputs": state, "flops": flops}
 
+    sparse = self.execution == "sparse" and not training
+
     def run_unit(state, unit_idx, residual_mask=None):
-      return self.units[unit_idx](
-          state, residual_mask=residual_mask, training=training)
+      unit = self.units[unit_idx]
+      if sparse and residual_mask is not None:
+        return unit.sparse_call(state, residual_mask, training=training,
+                                sparse_kernels=self.sparse_kernels)
+      return unit(state, residual_mask=residual_mask, training=training)
 
     halting_fn = {
         "act": act.adaptive_computation_time_wrapper,
@@ -104,7 +118,8 @@ class AdaptiveBlock(keras.layers.Layer):
     config = super().get_config()
     config.update(
         units=[keras.saving.serialize_keras_object(u) for u in self.units],
-        model_type=self.model_type, eps=self.eps, execution=self.execution)
+        model_type=self.model_type, eps=self.eps, execution=self.execution,
+        sparse_kernels=self.sparse_kernels)
     return config
 
   @classmethod

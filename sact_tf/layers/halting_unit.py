@@ -1,8 +1,40 @@
 """A residual unit together with its halting head."""
 
-import keras
+import weakref
 
+import keras
+import tensorflow as tf
+
+from sact_tf.layers import masking
+from sact_tf.layers import sparse_ops
 from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
+
+
+SPARSE_KERNELS = ("auto", "xla", "tf")
+# Active sets are padded to one of this many capacities for XLA.
+NUM_BUCKETS = 8
+# Above this fraction of the branch's multiply-adds (`sparse_cost`), the
+# sparse unit's gathers and scatters cost more than they save: the unit
+# runs dense (masked) instead. Measured with tools/benchmark.py's per-unit
+# benchmark; see the README.
+DENSE_ABOVE_COST = 0.8
+# XLA-compiled sparse kernels, one per unit, kept outside the layers so that
+# they are not exported with them.
+_XLA_KERNELS = weakref.WeakKeyDictionary()
+
+
+def resolve_sparse_kernels(sparse_kernels):
+  """`"auto"` -> `"xla"` where a GPU is visible, else `"tf"`.
+
+  On CPU, TensorFlow's own kernels beat XLA's for these gathers and small
+  matmuls (tools/benchmark.py measures both; see the README).
+  """
+  if sparse_kernels not in SPARSE_KERNELS:
+    raise ValueError(f"sparse_kernels must be one of {SPARSE_KERNELS}, "
+                     f"received sparse_kernels={sparse_kernels!r}")
+  if sparse_kernels == "auto":
+    return "xla" if tf.config.list_logical_devices("GPU") else "tf"
+  return sparse_kernels
 
 
 @keras.saving.register_keras_serializable(package="sact_tf")
@@ -55,6 +87,88 @@ class HaltingUnit(keras.layers.Layer):
     else:
       proba, head_flops = self.halting_head(outputs, training=training)
     return outputs, proba, flops + head_flops
+
+  def sparse_call(self, inputs, residual_mask, training=None,
+                  sparse_kernels="auto"):
+    """`call` computing only the active positions (sparse SACT).
+
+    The residual branch and the halting head's 3x3 conv run on gathered
+    rows of the positions of `residual_mask` (and, for the first conv, their
+    3x3 dilation); the residual is scattered into the state. When no
+    position of the batch is active the unit is skipped altogether; when so
+    many are that sparse execution cannot pay off (`DENSE_ABOVE_COST`), the
+    dense masked `call` runs. Outputs and FLOPs are those of
+    `call(inputs, residual_mask)` up to float rounding of the active
+    positions; the halting probability may be zero at the halted positions,
+    where the halting math ignores it.
+
+    Args:
+      inputs: float32 `[batch, H, W, C]`, the block state.
+      residual_mask: float32 `[batch, H, W, 1]`, the positions not yet
+        halted.
+      training: bool, batch norm mode (batch statistics would be those of
+        the active rows, not of the whole map as in `call`).
+      sparse_kernels: str. `"tf"`: TensorFlow kernels on exactly the active
+        rows; `"xla"`: one XLA-compiled kernel, the active sets padded to
+        one of `NUM_BUCKETS` capacities; `"auto"`: see
+        `resolve_sparse_kernels`. Defaults to `"auto"`.
+
+    Returns:
+      `(outputs, halting_proba, flops)` as `call`.
+    """
+    kernels = resolve_sparse_kernels(sparse_kernels)
+    shape = tf.shape(inputs)
+    flops = self.residual_unit.masked_flops(shape, residual_mask)
+    if self.halting_head is not None:
+      flops += self.halting_head.masked_flops(shape, residual_mask)
+    dilated_mask = masking.dilate_mask(residual_mask)
+    total = tf.cast(tf.reduce_prod(shape[:3]), residual_mask.dtype)
+    active_count = tf.reduce_sum(residual_mask)
+    cost = self.residual_unit.sparse_cost(
+        active_count / total, tf.reduce_sum(dilated_mask) / total)
+
+    def sparse():
+      num_buckets = NUM_BUCKETS if kernels == "xla" else None
+      active = sparse_ops.active_set(residual_mask, num_buckets)
+      dilated = sparse_ops.active_set(dilated_mask, num_buckets)
+      compute = (self._xla_kernel() if kernels == "xla" else
+                 self._sparse_compute)
+      return compute(inputs, active, dilated, training)
+
+    def dense():
+      outputs, proba, _ = self(inputs, residual_mask=residual_mask,
+                               training=training)
+      return outputs, self._proba_or_zeros(proba, inputs)
+
+    def skip():
+      return inputs, self._proba_or_zeros(None, inputs)
+
+    outputs, proba = tf.cond(
+        active_count > 0,
+        lambda: tf.cond(cost > DENSE_ABOVE_COST, dense, sparse), skip)
+    return outputs, (proba if self.halting_head is not None else None), flops
+
+  def _proba_or_zeros(self, proba, state):
+    """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""
+    return tf.zeros_like(state[..., :1]) if proba is None else proba
+
+  def _sparse_compute(self, inputs, active, dilated, training=None):
+    """The new state and halting probability from the active sets."""
+    rows = self.residual_unit.sparse_residual(
+        inputs, active, dilated, training)
+    outputs = sparse_ops.scatter_add(inputs, rows, active)
+    proba = None
+    if self.halting_head is not None:
+      proba = self.halting_head.sparse_call(outputs, active, dilated,
+                                            training)
+    return outputs, self._proba_or_zeros(proba, inputs)
+
+  def _xla_kernel(self):
+    """`_sparse_compute` compiled with XLA (cached per unit)."""
+    if self not in _XLA_KERNELS:
+      _XLA_KERNELS[self] = tf.function(self._sparse_compute,
+                                       jit_compile=True)
+    return _XLA_KERNELS[self]
 
   def get_config(self):
     config = super().get_config()

@@ -6,6 +6,7 @@ import tensorflow as tf
 from sact_tf import flops as flops_lib
 from sact_tf.layers import activations
 from sact_tf.layers import normalization
+from sact_tf.layers import sparse_ops
 
 PADDINGS = ("same", "symmetric")
 
@@ -115,9 +116,30 @@ class MaskedConv2D(keras.layers.Layer):
 
   def call(self, inputs, output_mask=None, training=None):
     outputs = self.convolve(inputs)
-    flops = flops_lib.conv2d_flops(
-        outputs, self.kernel_size, self.in_channels, output_mask)
+    flops = self.flops(tf.shape(outputs), output_mask)
     return self.normalize_and_activate(outputs, training), flops
+
+  def flops(self, output_shape, output_mask=None):
+    """FLOPs per image for an output of `output_shape` (int `[4]`)."""
+    return flops_lib.conv2d_flops(output_shape, self.kernel_size,
+                                  self.in_channels, self.filters, output_mask)
+
+  def apply_rows(self, rows, training=None):
+    """The layer on gathered rows: one matmul instead of a convolution.
+
+    Args:
+      rows: float32 `[K, kh * kw * c_in]`: per output position, its input
+        patch flattened in `(dy, dx, c_in)` order (`[K, c_in]` for 1x1).
+      training: bool, batch norm mode.
+
+    Returns:
+      float32 `[K, c_out]`, what `call` gives at those positions.
+    """
+    outputs = tf.matmul(rows, tf.reshape(self.kernel, [-1, self.filters]))
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    return sparse_ops.on_rows(
+        lambda x: self.normalize_and_activate(x, training), outputs)
 
   def convolve(self, inputs):
     """The convolution and bias alone (no normalizer, no activation)."""

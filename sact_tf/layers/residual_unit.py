@@ -2,9 +2,12 @@
 
 import keras
 
+import tensorflow as tf
+
 from sact_tf.layers import activations
 from sact_tf.layers import masking
 from sact_tf.layers import normalization
+from sact_tf.layers import sparse_ops
 
 
 class ResidualUnit(keras.layers.Layer):
@@ -66,20 +69,103 @@ class ResidualUnit(keras.layers.Layer):
       raise ValueError(
           f"a residual_mask needs stride 1, the unit {self.name!r} has "
           f"stride={self.stride}")
-    preact = self._activation_fn(self.preact(inputs, training=training))
+    preact = self.preactivate(inputs, training)
     shortcut, flops = self.shortcut(inputs, preact, training)
-    masks = [None] * len(self.convs)
-    if residual_mask is not None:
-      masks = [masking.dilate_mask(residual_mask)] + [residual_mask] * (
-          len(self.convs) - 1)
     residual = preact
-    for conv, mask in zip(self.convs, masks):
+    for conv, mask in zip(self.convs, self._conv_masks(residual_mask)):
       residual, conv_flops = conv(residual, output_mask=mask,
                                   training=training)
       flops += conv_flops
     if residual_mask is not None:
       residual *= residual_mask
     return shortcut + residual, flops
+
+  def preactivate(self, inputs, training=None):
+    """`preact` batch norm and the activation."""
+    return self._activation_fn(self.preact(inputs, training=training))
+
+  def _conv_masks(self, residual_mask):
+    """Output mask of each conv: the 3x3 dilation for the first."""
+    if residual_mask is None:
+      return [None] * len(self.convs)
+    return [masking.dilate_mask(residual_mask)] + [residual_mask] * (
+        len(self.convs) - 1)
+
+  def masked_flops(self, input_shape, residual_mask):
+    """The FLOPs `call` counts with `residual_mask`, without computing.
+
+    Args:
+      input_shape: int `[4]` tensor, the unit's input shape (stride 1).
+      residual_mask: float32 `[batch, H, W, 1]`.
+
+    Returns:
+      int64 `[batch]`.
+    """
+    return tf.add_n([
+        conv.flops(input_shape, mask)
+        for conv, mask in zip(self.convs, self._conv_masks(residual_mask))])
+
+  def sparse_cost(self, active_fraction, dilated_fraction):
+    """Fraction of the branch's multiply-adds that sparse execution does.
+
+    The first conv runs on the dilated positions, the others on the active
+    ones: for a bottleneck, `(4 p_d + 13 p) / 17`.
+
+    Args:
+      active_fraction: float scalar tensor, `p`.
+      dilated_fraction: float scalar tensor, `p_d`.
+
+    Returns:
+      float scalar tensor in [0, 1].
+    """
+    macs = [c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.filters
+            for c in self.convs]
+    return (macs[0] * dilated_fraction +
+            sum(macs[1:]) * active_fraction) / sum(macs)
+
+  def sparse_residual(self, inputs, active, dilated, training=None):
+    """The residual branch at the active positions only (sparse SACT).
+
+    Gives, up to float rounding, the rows of `call(inputs, residual_mask)`'s
+    residual at the active positions: the first conv runs on the 3x3
+    dilation of the active set (what the next 3x3 conv reads), the others
+    on the active set; each conv is one matmul on gathered rows or 3x3
+    patches (`MaskedConv2D.apply_rows`), zero outside the image exactly as
+    SAME padding.
+
+    Args:
+      inputs: float32 `[batch, H, W, depth]`, the block state.
+      active: `sparse_ops.ActiveSet` of the positions not yet halted.
+      dilated: `sparse_ops.ActiveSet` of their 3x3 dilation.
+      training: bool, batch norm mode.
+
+    Returns:
+      float32 `[K, depth]`, the residual of each active entry.
+    """
+    if self.stride != 1 or self.depth_in != self.depth:
+      raise ValueError(
+          f"sparse execution needs a stride-1 unit with an identity "
+          f"shortcut, {self.name!r} has stride={self.stride}, "
+          f"depth_in={self.depth_in}, depth={self.depth}")
+    shape = tf.shape(inputs)
+    previous = None
+    for conv, positions in zip(
+        self.convs, [dilated] + [active] * (len(self.convs) - 1)):
+      size = conv.kernel_size[0]
+      if previous is None and size == 1:
+        rows = sparse_ops.on_rows(
+            lambda x: self.preactivate(x, training),
+            sparse_ops.gather_rows(inputs, positions))
+      elif positions is previous and size == 1:
+        pass  # A 1x1 conv on the same positions reads the rows as they are.
+      else:
+        padded = (sparse_ops.to_padded(self.preactivate(inputs, training))
+                  if previous is None else
+                  sparse_ops.scatter_padded(rows, previous, shape))
+        rows = sparse_ops.gather_patches(padded, positions, shape, size)
+      rows = conv.apply_rows(rows, training)
+      previous = positions
+    return rows
 
   def compute_output_shape(self, input_shape, residual_mask=None):
     spatial = [None if d is None else -(-int(d) // self.stride)

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from sact_tf.layers import normalization
+from sact_tf.layers import sparse_ops
 from sact_tf.layers.halting_head import INIT_BIAS
 from sact_tf.layers.halting_head import HaltingHead
 from sact_tf.layers.masked_conv2d import MaskedConv2D
@@ -51,3 +52,41 @@ class SpatialHaltingHead(HaltingHead):
         local, output_mask=residual_mask, training=training)
     global_logit, global_flops = self.global_term(inputs, training)
     return tf.sigmoid(local_logit + global_logit), flops + global_flops
+
+  def masked_flops(self, input_shape, residual_mask):
+    """The FLOPs `call` counts, without computing (int64 `[batch]`)."""
+    pooled_shape = tf.concat([input_shape[:1], [1, 1, 1]], 0)
+    return (self.local_conv.flops(input_shape, residual_mask) +
+            self.global_conv.flops(pooled_shape))
+
+  def sparse_call(self, inputs, active, dilated, training=None):
+    """The halting probabilities at the active positions only.
+
+    The 3x3 `local_conv` (one output channel) is computed as taps: the
+    batch-normalised features of the dilated positions times the kernel's
+    9 taps (`[K_d, c] x [c, 9]`), then each active position sums its
+    neighbours' taps (`sparse_ops.sum_taps`).
+
+    Args:
+      inputs: float32 `[batch, h, w, c]`, the unit's output.
+      active: `sparse_ops.ActiveSet` of the positions not yet halted.
+      dilated: `sparse_ops.ActiveSet` of their 3x3 dilation.
+      training: bool.
+
+    Returns:
+      float32 `[batch, h, w, 1]`: `call`'s probabilities at the active
+      positions, zero at the others (where the halting math ignores them).
+    """
+    shape = tf.shape(inputs)
+    features = sparse_ops.on_rows(
+        lambda x: self._activation_fn(self.local_bn(x, training=training)),
+        sparse_ops.gather_rows(inputs, dilated))
+    kernel = self.local_conv.kernel
+    taps = tf.matmul(features, tf.transpose(tf.reshape(kernel, [9, -1])))
+    local_logit = sparse_ops.sum_taps(
+        sparse_ops.scatter_padded(taps, dilated, shape), active, shape)
+    global_logit, _ = self.global_term(inputs, training)
+    logit = (local_logit[:, None] + self.local_conv.bias +
+             tf.gather(tf.reshape(global_logit, [-1, 1]),
+                       active.indices[:, 0]))
+    return sparse_ops.scatter_map(tf.sigmoid(logit), active, shape)

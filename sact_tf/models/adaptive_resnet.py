@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from sact_tf import act
 from sact_tf.layers.adaptive_block import AdaptiveBlock
 from sact_tf.layers.adaptive_block import check_execution
 from sact_tf.layers.adaptive_block import check_model_type
@@ -13,22 +14,23 @@ from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
 INPUT_CHANNELS = 3
 
 
-def sact_map(block_maps, size):
+def sact_map(block_maps, size, dtype=tf.float32):
   """The original `summary_utils.sact_map`: per-block maps summed at `size`.
 
   Args:
     block_maps: list of `[batch, h_k, w_k]` tensors (ponder cost or number of
       units of each block).
     size: `[2]` int32 tensor, the input height and width.
+    dtype: the output dtype. Defaults to float32.
 
   Returns:
-    float32 `[batch, H, W, 1]`: every map upsampled to the input size by
+    `dtype` `[batch, H, W, 1]`: every map upsampled to the input size by
     nearest neighbour (TF1 `resize_nearest_neighbor`, `align_corners=False`,
     no half-pixel centres), then summed.
   """
   return tf.add_n([
       tf.raw_ops.ResizeNearestNeighbor(
-          images=tf.cast(m, tf.float32)[..., None], size=size,
+          images=tf.cast(m, dtype)[..., None], size=size,
           align_corners=False, half_pixel_centers=False) for m in block_maps])
 
 
@@ -50,7 +52,9 @@ class AdaptiveResNet(keras.Model):
     eps: float. Halting threshold `1 - eps`.
     weight_decay: float. L2 weight decay of every convolution kernel.
     execution: str. `"dense"` (the original's masked computation) or
-      `"sparse"` (SACT computes only the active positions).
+      `"sparse"` (SACT computes only the active positions at inference).
+    sparse_kernels: str. `"auto"` (XLA where a GPU is visible, TensorFlow
+      kernels on CPU), `"xla"` or `"tf"`: see `HaltingUnit.sparse_call`.
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -68,7 +72,8 @@ class AdaptiveResNet(keras.Model):
   halting_activation = None
 
   def __init__(self, model, num_classes, model_type, base_channels, tau,
-               eps, weight_decay, execution, batch_norm, **kwargs):
+               eps, weight_decay, execution, sparse_kernels, batch_norm,
+               **kwargs):
     super().__init__(**kwargs)
     check_model_type(model_type)
     check_execution(execution)
@@ -93,6 +98,7 @@ class AdaptiveResNet(keras.Model):
     self.eps = eps
     self.weight_decay = weight_decay
     self.execution = execution
+    self.sparse_kernels = sparse_kernels
     self._batch_norm = batch_norm
     self.blocks = [
         self._make_block(name, unit_args) for name, unit_args in
@@ -112,7 +118,7 @@ class AdaptiveResNet(keras.Model):
           **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay)
       units.append(HaltingUnit(residual_unit, head, name=f"unit_{index + 1}"))
     return AdaptiveBlock(units, self.model_type, self.eps, self.execution,
-                         name=name)
+                         self.sparse_kernels, name=name)
 
   def _block_specs(self):
     """List of `(block name, [unit kwargs per unit])`."""
@@ -151,7 +157,7 @@ class AdaptiveResNet(keras.Model):
 
   def call(self, images, training=None):
     self._check_images_shape(images.shape)
-    images = tf.cast(images, tf.float32)
+    images = tf.cast(images, self.compute_dtype)
     features, flops = self._root(images, training)
     outputs = {}
     for block in self.blocks:
@@ -162,6 +168,8 @@ class AdaptiveResNet(keras.Model):
         outputs[f"{block.name}/{key}"] = value
       flops += result["flops"]
     logits, head_flops = self._head(features, training)
+    # Under mixed precision the outputs stay float32, as Keras advises.
+    logits = tf.cast(logits, act.halting_dtype(logits.dtype))
     outputs["logits"] = logits
     outputs["predictions"] = tf.nn.softmax(logits)
     outputs["flops"] = flops + head_flops
@@ -172,9 +180,10 @@ class AdaptiveResNet(keras.Model):
             [tf.reduce_mean(p) for p in ponder_costs]))
     if self.model_type == "sact":
       size = tf.shape(images)[1:3]
-      outputs["ponder_cost_map"] = sact_map(ponder_costs, size)
+      dtype = ponder_costs[0].dtype
+      outputs["ponder_cost_map"] = sact_map(ponder_costs, size, dtype)
       outputs["num_units_map"] = sact_map(
-          [outputs[f"{b.name}/num_units"] for b in self.blocks], size)
+          [outputs[f"{b.name}/num_units"] for b in self.blocks], size, dtype)
     return outputs
 
   def get_config(self):
@@ -183,5 +192,5 @@ class AdaptiveResNet(keras.Model):
         "num_classes": self.num_classes, "model_type": self.model_type,
         "base_channels": self.base_channels, "tau": self.tau,
         "eps": self.eps, "weight_decay": self.weight_decay,
-        "execution": self.execution,
+        "execution": self.execution, "sparse_kernels": self.sparse_kernels,
     }

@@ -1,0 +1,167 @@
+"""Gather / scatter of the active positions of a feature map (sparse SACT).
+
+A set of active positions of a `[batch, H, W, C]` map is held as
+`(b, h, w)` indices, for gathering rows from and scattering rows into the
+map itself, and as row indices into its padded layout: the map zero-padded
+by one position on each side and flattened to `[batch * (H+2) * (W+2), C]`.
+In the padded layout the 3x3 neighbours of a position are fixed offsets
+away, and neighbours outside the image read the zero ring, exactly as SAME
+zero padding.
+
+An active set may be padded to a static `capacity` (for XLA) with dummy
+entries. A dummy gathers the row of `(0, 0, 0)` (or, from a padded layout,
+row 0, which is on the zero ring) and is scattered as a zero row, so it never
+changes a real position; whatever is computed for it is discarded.
+"""
+
+import collections
+
+import tensorflow as tf
+
+ActiveSet = collections.namedtuple(
+    "ActiveSet", ["indices", "padded_rows", "valid", "count"])
+ActiveSet.__doc__ = """Active positions of a map (see the module docstring).
+
+Fields:
+  indices: int32 `[K, 3]`, the `(b, h, w)` of each entry (dummies: 0).
+  padded_rows: int32 `[K]`, rows in the padded layout (dummies: 0).
+  valid: bool `[K]`, False for dummy entries.
+  count: int32 scalar, the number of real entries.
+"""
+
+
+def bucket_capacity(count, total, num_buckets):
+  """`count` rounded up to a multiple of `ceil(total / num_buckets)`.
+
+  Padding active sets to these capacities bounds the number of distinct
+  shapes, hence XLA compilations, per map size to `num_buckets`.
+
+  Args:
+    count: int32 scalar, the number of active positions.
+    total: int32 scalar, the number of positions of the map.
+    num_buckets: int.
+
+  Returns:
+    int32 scalar in `[count, count + step)`.
+  """
+  step = (total + num_buckets - 1) // num_buckets
+  return tf.maximum((count + step - 1) // step, 1) * step
+
+
+def active_set(mask, num_buckets=None):
+  """The active positions of `mask`, optionally padded to a bucket.
+
+  Args:
+    mask: float `[batch, H, W, 1]` of zeros and ones.
+    num_buckets: optional int: pad the set with dummy entries to
+      `bucket_capacity(count, batch * H * W, num_buckets)`.
+
+  Returns:
+    `ActiveSet`, in row-major order of `(batch, h, w)`.
+  """
+  shape = tf.shape(mask, out_type=tf.int32)
+  indices = tf.cast(tf.where(mask[..., 0] > 0), tf.int32)
+  b, h, w = tf.unstack(indices, axis=1)
+  padded_rows = (b * (shape[1] + 2) + h + 1) * (shape[2] + 2) + w + 1
+  count = tf.shape(indices)[0]
+  valid = tf.ones_like(padded_rows, tf.bool)
+  if num_buckets is not None:
+    pad = bucket_capacity(count, tf.reduce_prod(shape[:3]),
+                          num_buckets) - count
+    indices = tf.pad(indices, [[0, pad], [0, 0]])
+    padded_rows = tf.pad(padded_rows, [[0, pad]])
+    valid = tf.pad(valid, [[0, pad]], constant_values=False)
+  return ActiveSet(indices, padded_rows, valid, count)
+
+
+def on_rows(fn, rows):
+  """Applies a layer built for `[b, h, w, c]` maps to rows `[K, c]`.
+
+  Per-channel layers (batch norm, activations) give the same values on a
+  `[1, 1, K, c]` view of the rows.
+  """
+  return tf.reshape(fn(rows[None, None]), tf.shape(rows))
+
+
+def gather_rows(x, active):
+  """The rows of `x` `[batch, H, W, C]` at the active positions: `[K, C]`."""
+  return tf.gather_nd(x, active.indices)
+
+
+def scatter_add(x, rows, active):
+  """`x` `[batch, H, W, C]` plus `rows` `[K, C]` at the active positions."""
+  rows = tf.where(active.valid[:, None], rows, tf.zeros_like(rows))
+  return tf.tensor_scatter_nd_add(x, active.indices, rows)
+
+
+def scatter_map(rows, active, shape):
+  """`rows` `[K, C]` at the active positions of a zero `[b, H, W, C]` map."""
+  return scatter_add(tf.zeros(tf.concat([shape[:3], tf.shape(rows)[1:]], 0),
+                              rows.dtype), rows, active)
+
+
+def to_padded(x):
+  """`[batch, H, W, C]` -> its padded layout `[batch * (H+2) * (W+2), C]`."""
+  padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  return tf.reshape(padded, [-1, x.shape[-1]])
+
+
+def scatter_padded(rows, active, shape):
+  """`rows` `[K, C]` at the active positions of a zero padded layout."""
+  size = shape[0] * (shape[1] + 2) * (shape[2] + 2)
+  rows = tf.where(active.valid[:, None], rows, tf.zeros_like(rows))
+  return tf.scatter_nd(active.padded_rows[:, None], rows,
+                       tf.stack([size, tf.shape(rows)[1]]))
+
+
+def _neighbour_rows(active, shape, kernel_size):
+  """Padded-layout rows of the `k x k` neighbours: int32 `[K, k * k]`."""
+  radius = kernel_size // 2
+  steps = tf.range(-radius, radius + 1)
+  offsets = tf.reshape(steps[:, None] * (shape[2] + 2) + steps[None, :],
+                       [1, kernel_size * kernel_size])
+  return tf.where(active.valid[:, None], active.padded_rows[:, None] + offsets,
+                  0)
+
+
+def gather_patches(padded, active, shape, kernel_size):
+  """Stride-1 SAME convolution patches at the active positions.
+
+  Args:
+    padded: float `[batch * (H+2) * (W+2), C]`, a padded layout.
+    active: `ActiveSet`.
+    shape: int `[4]`, the shape `[batch, H, W, C]` of the map.
+    kernel_size: 1 or 3.
+
+  Returns:
+    float `[K, k * k * C]`, each row the patch in `(dy, dx, c)` order, as
+    `MaskedConv2D.apply_rows` takes it; zero outside the image.
+  """
+  if kernel_size not in (1, 3):
+    raise ValueError(f"gather_patches takes 1x1 or 3x3 kernels, received "
+                     f"kernel_size={kernel_size!r}")
+  patches = tf.gather(padded, _neighbour_rows(active, shape, kernel_size))
+  return tf.reshape(patches,
+                    [-1, kernel_size * kernel_size * padded.shape[-1]])
+
+
+def sum_taps(padded_taps, active, shape):
+  """A single-output 3x3 convolution from per-position taps.
+
+  For a convolution with one output channel, `taps[p, t]` is the product of
+  the input at position `p` with the kernel's tap `t = 3 * dy + dx`; the
+  output at `q` is the sum over `t` of `taps[q + offset_t, t]`. Gathering 9
+  numbers per output instead of a `[9 * C]` patch.
+
+  Args:
+    padded_taps: float `[batch * (H+2) * (W+2), 9]`, the padded layout of
+      the taps, computed at least on the 3x3 neighbours of the active set.
+    active: `ActiveSet`.
+    shape: int `[4]`, the shape of the map.
+
+  Returns:
+    float `[K]`.
+  """
+  neighbours = _neighbour_rows(active, shape, 3)
+  flat = tf.reshape(padded_taps, [-1])
+  return tf.reduce_sum(tf.gather(flat, neighbours * 9 + tf.range(9)), axis=1)

@@ -1,0 +1,84 @@
+"""Random networks that halt like trained ones: for benchmarks and tests.
+
+A randomly initialised ResNet has un-normalised activations (its batch
+norms hold the initial statistics) and random halting heads that halt
+everywhere or nowhere. These helpers give such a network real batch norm
+statistics, random halting convolutions, and one halting bias, shared by
+every unit, tuned by bisection so that the network spends a chosen fraction
+of the vanilla network's FLOPs. Halting then varies across the image (the
+3x3 halting convolutions see different features at each position), unlike
+uniform halting.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def set_batch_norm_statistics(model, images):
+  """Sets every batch norm's moving statistics to those of `images`.
+
+  One training-mode pass with momentum 0 (SACT models run it dense, so the
+  statistics are over all positions); the momenta are restored after.
+  """
+  layers = [l for l in model._flatten_layers()  # pylint: disable=protected-access
+            if isinstance(l, keras.layers.BatchNormalization)]
+  momenta = [l.momentum for l in layers]
+  for layer in layers:
+    layer.momentum = 0.0
+  try:
+    model(images, training=True)
+  finally:
+    for layer, momentum in zip(layers, momenta):
+      layer.momentum = momentum
+
+
+def randomize_halting(model, seed=0):
+  """Random 3x3 halting convolutions; no pooled (global) halting term.
+
+  `local_conv` kernels are drawn from `N(0, 1 / fan_in)`; `global_conv`
+  kernels are zeroed: the statistics of `global_bn`, over one pooled vector
+  per image, are degenerate for a small calibration batch, and the
+  benchmark's halting is to vary with the local features.
+  """
+  rng = np.random.default_rng(seed)
+  for v in model.variables:
+    if "halting_proba/local_conv/weights" in v.path:
+      fan_in = int(np.prod(v.shape[:-1]))
+      v.assign(rng.normal(0, 1 / np.sqrt(fan_in), v.shape).astype(v.dtype))
+    elif "halting_proba/global_conv/weights" in v.path:
+      v.assign(np.zeros(v.shape, v.dtype))
+
+
+def set_halting_bias(model, bias):
+  """Sets the bias of every halting head (`local_conv` or `global_conv`)."""
+  for v in model.variables:
+    if "halting_proba" in v.path and v.path.endswith("/biases"):
+      v.assign(np.full(v.shape, bias, v.dtype))
+
+
+def tune_halting_bias(model, images, target_flops, low=-15.0, high=15.0,
+                      steps=20):
+  """Bisects the shared halting bias so the mean FLOPs reach `target_flops`.
+
+  Args:
+    model: an ACT/SACT model (FLOPs fall as the bias grows).
+    images: the batch the FLOPs are measured on.
+    target_flops: float, the mean FLOPs per image wanted.
+    low, high: float, the bias interval searched.
+    steps: int, bisection steps.
+
+  Returns:
+    `(bias, flops)`: the bias set on the model and the mean FLOPs it gives.
+  """
+  run = tf.function(lambda x: model(x, training=False)["flops"])
+  for _ in range(steps):
+    middle = (low + high) / 2
+    set_halting_bias(model, middle)
+    if float(np.mean(run(images))) > target_flops:
+      low = middle
+    else:
+      high = middle
+  bias = (low + high) / 2
+  set_halting_bias(model, bias)
+  return bias, float(np.mean(run(images)))

@@ -1,0 +1,274 @@
+"""Sparse SACT execution: the same outputs, FLOPs and gradients as dense."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sact_tf import models
+from sact_tf.layers import halting_unit
+from sact_tf.layers import residual_unit
+from sact_tf.layers import sparse_ops
+from sact_tf.utils import halting_calibration
+
+KERNELS = ["tf", "xla"]
+
+
+def smooth_mask(shape, fraction, seed=0):
+  rng = np.random.default_rng(seed)
+  noise = tf.nn.avg_pool2d(rng.normal(size=shape).astype(np.float32), 3, 1,
+                           "SAME").numpy()
+  return (noise > np.quantile(noise, 1 - fraction)).astype(np.float32)
+
+
+class TestSparseOps:
+
+  def test_active_set(self):
+    mask = np.zeros([2, 3, 4, 1], np.float32)
+    mask[0, 1, 2] = mask[1, 0, 0] = mask[1, 2, 3] = 1
+    active = sparse_ops.active_set(tf.constant(mask))
+    np.testing.assert_array_equal(active.indices,
+                                  [[0, 1, 2], [1, 0, 0], [1, 2, 3]])
+    # Padded layout: rows of (H + 2) x (W + 2) = 5 x 6 per image.
+    np.testing.assert_array_equal(active.padded_rows,
+                                  [2 * 6 + 3, 30 + 7, 30 + 3 * 6 + 4])
+    assert active.count == 3 and all(active.valid)
+
+  def test_buckets(self):
+    mask = np.zeros([1, 4, 4, 1], np.float32)
+    mask[0, :2, :3] = 1  # 6 of 16 positions.
+    active = sparse_ops.active_set(tf.constant(mask), num_buckets=8)
+    # Capacity: 6 rounded up to a multiple of ceil(16 / 8) = 2.
+    assert active.indices.shape[0] == 6 and active.count == 6
+    active = sparse_ops.active_set(tf.constant(mask), num_buckets=4)
+    assert active.indices.shape[0] == 8 and active.count == 6
+    np.testing.assert_array_equal(active.valid, [True] * 6 + [False] * 2)
+    np.testing.assert_array_equal(active.padded_rows[6:], 0)
+    assert [int(sparse_ops.bucket_capacity(c, 100, 8)) for c in
+            (0, 1, 13, 14, 100)] == [13, 13, 13, 26, 104]
+
+  @pytest.mark.parametrize("kernel_size", [1, 3])
+  def test_gather_patches(self, kernel_size):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=[2, 5, 4, 3]).astype(np.float32)
+    mask = tf.constant(smooth_mask([2, 5, 4, 1], 0.5))
+    active = sparse_ops.active_set(mask, num_buckets=4)
+    patches = sparse_ops.gather_patches(
+        sparse_ops.to_padded(x), active, tf.shape(x), kernel_size)
+    expected = tf.image.extract_patches(
+        x, [1, kernel_size, kernel_size, 1], [1] * 4, [1] * 4, "SAME")
+    expected = tf.gather_nd(expected, active.indices[:active.count])
+    np.testing.assert_array_equal(patches[:active.count], expected)
+    # Dummy entries read the zero ring.
+    np.testing.assert_array_equal(patches[active.count:], 0)
+
+  def test_sum_taps_is_a_one_channel_conv(self):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=[2, 6, 5, 4]).astype(np.float32)
+    kernel = rng.normal(size=[3, 3, 4, 1]).astype(np.float32)
+    mask = tf.constant(smooth_mask([2, 6, 5, 1], 0.4))
+    active = sparse_ops.active_set(mask)
+    taps = tf.reshape(tf.matmul(tf.reshape(x, [-1, 4]),
+                                tf.transpose(tf.reshape(kernel, [9, 4]))),
+                      [2, 6, 5, 9])
+    result = sparse_ops.sum_taps(sparse_ops.to_padded(taps), active,
+                                 tf.shape(x))
+    expected = tf.gather_nd(tf.nn.conv2d(x, kernel, 1, "SAME")[..., 0],
+                            active.indices)
+    np.testing.assert_allclose(result, expected, atol=1e-5)
+
+  def test_scatters(self):
+    rows = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    active = sparse_ops.ActiveSet(
+        indices=tf.constant([[0, 1, 1], [1, 0, 1], [0, 0, 0]]),
+        padded_rows=tf.constant([(0 + 2) * 4 + 2, (4 + 1) * 4 + 2, 0]),
+        valid=tf.constant([True, True, False]), count=tf.constant(2))
+    shape = tf.constant([2, 2, 2, 2])
+    result = sparse_ops.scatter_map(rows, active, shape).numpy()
+    expected = np.zeros([2, 2, 2, 2], np.float32)
+    expected[0, 1, 1] = [1, 2]
+    expected[1, 0, 1] = [3, 4]
+    np.testing.assert_array_equal(result, expected)
+    padded = sparse_ops.scatter_padded(rows, active, shape)
+    np.testing.assert_array_equal(padded, sparse_ops.to_padded(expected))
+
+
+def tiny(family, execution, sparse_kernels="tf", depth="3", **kwargs):
+  if family == "cifar":
+    return models.cifar_resnet(depth, num_classes=5, model_type="sact",
+                               base_channels=4, execution=execution,
+                               sparse_kernels=sparse_kernels, **kwargs)
+  return models.imagenet_resnet("2_3_2_2", num_classes=5, model_type="sact",
+                                base_channels=4, execution=execution,
+                                sparse_kernels=sparse_kernels, **kwargs)
+
+
+def dense_and_sparse(family, kernels, flops_fraction=0.6, **kwargs):
+  """A dense and a sparse SACT model with the same weights.
+
+  The weights are random, with batch norm statistics and one halting bias
+  set so that the model spends `flops_fraction` of its maximum FLOPs.
+  """
+  keras.utils.set_random_seed(0)
+  dense = tiny(family, "dense", **kwargs)
+  sparse = tiny(family, "sparse", kernels, **kwargs)
+  images = tf.random.stateless_normal([2, 32, 32, 3], [0, 1])
+  halting_calibration.set_batch_norm_statistics(dense, images)
+  halting_calibration.randomize_halting(dense)
+  halting_calibration.set_halting_bias(dense, -30.0)
+  full = float(np.mean(dense(images)["flops"]))
+  halting_calibration.tune_halting_bias(dense, images, flops_fraction * full)
+  sparse.build((None, None, None, 3))
+  for a, b in zip(sparse.variables, dense.variables):
+    a.assign(b)
+  return dense, sparse
+
+
+@pytest.fixture
+def always_sparse(monkeypatch):
+  """Forces the sparse kernels (no dense fallback) and counts their runs."""
+  monkeypatch.setattr(halting_unit, "DENSE_ABOVE_COST", 1.01)
+  calls = []
+  original = residual_unit.ResidualUnit.sparse_residual
+
+  def counted(self, *args, **kwargs):
+    calls.append(self.name)
+    return original(self, *args, **kwargs)
+
+  monkeypatch.setattr(residual_unit.ResidualUnit, "sparse_residual", counted)
+  return calls
+
+
+@pytest.fixture
+def float64():
+  keras.config.set_dtype_policy("float64")
+  yield
+  keras.config.set_dtype_policy("float32")
+
+
+def assert_same(sparse_out, dense_out, atol, rtol=0.0):
+  for key, expected in dense_out.items():
+    actual = sparse_out[key]
+    if expected.dtype.is_integer or "num_units" in key:
+      np.testing.assert_array_equal(actual, expected, err_msg=key)
+    else:
+      np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol,
+                                 err_msg=key)
+
+
+@pytest.mark.parametrize("family", ["cifar", "imagenet"])
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_sparse_equals_dense_in_float64(family, kernels, always_sparse,
+                                        float64):
+  dense, sparse = dense_and_sparse(family, kernels)
+  images = tf.random.stateless_normal([3, 48, 40, 3], [1, 2], dtype=tf.float64)
+  dense_out = dense(images, training=False)
+  sparse_out = sparse(images, training=False)
+  assert dense_out["logits"].dtype == tf.float64
+  # Halting really varies: positions of a block run different numbers of
+  # units.
+  assert any(len(np.unique(dense_out[f"{b.name}/num_units"])) > 1
+             for b in dense.blocks)
+  assert always_sparse, "the sparse kernels did not run"
+  assert_same(sparse_out, dense_out, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_sparse_in_tf_function_with_dynamic_shapes(kernels, always_sparse):
+  dense, sparse = dense_and_sparse("cifar", kernels, depth="2")
+  spec = [tf.TensorSpec([None, None, None, 3])]
+  run_dense = tf.function(lambda x: dense(x, training=False),
+                          input_signature=spec)
+  run_sparse = tf.function(lambda x: sparse(x, training=False),
+                           input_signature=spec)
+  for shape in ([1, 32, 32, 3], [2, 24, 40, 3]):
+    images = tf.random.stateless_normal(shape, [3, 4])
+    # float32: the rounding of matmuls vs convolutions, relative to values
+    # up to ~20 in this random network (float64 above shows exactness).
+    assert_same(run_sparse(images), run_dense(images), atol=1e-4,
+                rtol=1e-4)
+  assert always_sparse
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_gradients_agree(kernels, always_sparse):
+  dense, sparse = dense_and_sparse("cifar", kernels, depth="2", tau=0.01)
+  images = tf.random.stateless_normal([2, 16, 16, 3], [5, 6])
+  labels = tf.constant([1, 3])
+
+  def gradients(model):
+    with tf.GradientTape() as tape:
+      out = model(images, training=False)
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels, out["logits"])) + tf.add_n(model.losses)
+    grads = tape.gradient(loss, model.trainable_variables)
+    # A unit that the sparse model skips (nothing active) has no gradient
+    # path in eager mode: its gradient is zero.
+    return [tf.zeros(v.shape) if g is None else g
+            for v, g in zip(model.trainable_variables, grads)]
+
+  dense_grads, sparse_grads = gradients(dense), gradients(sparse)
+  assert always_sparse
+  halting_grads = 0
+  for v, d, s in zip(dense.trainable_variables, dense_grads, sparse_grads):
+    np.testing.assert_allclose(s, d, rtol=0, atol=1e-4, err_msg=v.path)
+    halting_grads += "halting" in v.path and np.abs(d).max() > 0
+  assert halting_grads  # The ponder cost reaches the halting weights.
+
+
+def test_training_runs_dense():
+  dense, sparse = dense_and_sparse("cifar", "tf", tau=0.01)
+  images = tf.random.stateless_normal([2, 16, 16, 3], [7, 8])
+  assert_same(sparse(images, training=True), dense(images, training=True),
+              atol=0)
+
+
+@pytest.mark.parametrize("flops_fraction, dense_above, runs", [
+    (0.0, 1.01, 0),   # Everything halts after the first unit: skipped.
+    (0.6, 0.0, 0),    # Nothing pays off sparse: dense.
+    (0.6, 1.01, 1),   # Sparse.
+])
+def test_skip_dense_or_sparse(monkeypatch, always_sparse, flops_fraction,
+                              dense_above, runs):
+  monkeypatch.setattr(halting_unit, "DENSE_ABOVE_COST", dense_above)
+  dense, sparse = dense_and_sparse("cifar", "tf", flops_fraction)
+  images = tf.random.stateless_normal([2, 16, 16, 3], [9, 10])
+  assert_same(sparse(images, training=False), dense(images, training=False),
+              atol=1e-5)
+  assert bool(always_sparse) == bool(runs)
+
+
+def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse):
+  from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
+  _, sparse = dense_and_sparse("cifar", "tf", depth="2")
+  keys = ("logits", "flops", "ponder_cost_map", "block_2/num_units")
+
+  def serve(images):
+    out = sparse(images, training=False)
+    return {k.replace("/", "_"): out[k] for k in keys}
+
+  # Keras 3 variables must be exported through Keras's ExportArchive: a
+  # tf.saved_model.save of a tf.Module holding them converts to TFLite with
+  # garbage weights (TF 2.20).
+  archive = keras.export.ExportArchive()
+  archive.track(sparse)
+  archive.add_endpoint("serve", serve, input_signature=[
+      tf.TensorSpec([1, 24, 16, 3], tf.float32)])
+  archive.write_out(str(tmp_path))
+  images = tf.random.stateless_normal([1, 24, 16, 3], [11, 12])
+  expected = {k: v.numpy() for k, v in serve(images).items()}
+  loaded = tf.saved_model.load(str(tmp_path))
+  for key, value in loaded.serve(images).items():
+    np.testing.assert_allclose(value, expected[key], atol=1e-6, err_msg=key)
+  converter = tf.lite.TFLiteConverter.from_saved_model(
+      str(tmp_path), signature_keys=["serve"])
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  runner = interpreter.Interpreter(
+      model_content=converter.convert()).get_signature_runner("serve")
+  out = runner(images=images.numpy())
+  for key, value in expected.items():
+    if value.dtype.kind in "iu" or "num_units" in key:
+      np.testing.assert_array_equal(out[key], value, err_msg=key)
+    else:
+      np.testing.assert_allclose(out[key], value, atol=1e-4, err_msg=key)
+  assert always_sparse
