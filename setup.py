@@ -24,6 +24,7 @@ setuptools.setup(
         "numpy",
         "h5py",
         "matplotlib",
+        "Pillow",
         "scikit-learn",
         "ai-edge-litert",
         "tensorflow-serving-api~=2.20.0",
