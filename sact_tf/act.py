@@ -31,9 +31,27 @@ flops)` (`spatially_adaptive_computation_time` also passes
 and `flops` an int64 `[batch]` tensor.
 """
 
+import collections
+
 import tensorflow as tf
 
 DEFAULT_EPS = 0.01
+
+SparseUpdate = collections.namedtuple("SparseUpdate",
+                                      ["state", "indices", "rows"])
+SparseUpdate.__doc__ = """A SACT unit's new state, with its rows where it ran.
+
+A unit of `spatially_adaptive_computation_time` may return its new state in
+this form. Only the positions active during the unit can have a non-zero
+halting distribution `p^l`, so the block output `sum_l p^l F^l` is then
+accumulated at `indices` alone instead of over the whole map.
+
+Fields:
+  state: float `[batch, h, w, c]`, the new state.
+  indices: int32 `[K, 3]`, `(b, h, w)` of (at least) the positions active
+    during the unit; more entries may repeat a position with a zero row.
+  rows: float `[K, c]`, the new state at `indices` (zero for extra entries).
+"""
 
 
 def halting_dtype(dtype):
@@ -257,7 +275,8 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   `mask` None for the first unit and otherwise a float32 `[batch, h, w, 1]`
   mask of the positions not yet halted: the unit must leave the other
   positions of its state unchanged (a residual unit multiplies its residual
-  by the mask, or computes it only there).
+  by the mask, or computes it only there). It may return its new state as a
+  `SparseUpdate`, and the output is then accumulated at those rows only.
 
   Args:
     inputs: float32 `[batch, H, W, C]`, the input state of the first unit.
@@ -279,14 +298,23 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   distributions = []
   outputs = None
   for unit_idx in range(max_units):
+    update = None
     if unit_idx:
       mask = tf.cast(tf.logical_not(halting.finished), state.dtype)[..., None]
       state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
       flops += unit_flops
+      if isinstance(state, SparseUpdate):
+        update, state = state, state.state
     distribution = halting.step(
         _reshape_proba(proba, shape, unit_idx == max_units - 1))
-    update = _weighted(state, distribution)
-    outputs = update if outputs is None else outputs + update
+    if update is None:
+      weighted = _weighted(state, distribution)
+      outputs = weighted if outputs is None else outputs + weighted
+    else:
+      weights = tf.cast(tf.gather_nd(distribution, update.indices),
+                        update.rows.dtype)
+      outputs = tf.tensor_scatter_nd_add(outputs, update.indices,
+                                         update.rows * weights[:, None])
     distributions.append(distribution)
   return (halting.ponder_cost, halting.num_units, flops,
           tf.stack(distributions, axis=3), outputs)

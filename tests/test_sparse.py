@@ -170,7 +170,7 @@ def test_sparse_equals_dense_in_float64(family, kernels, always_sparse,
   assert any(len(np.unique(dense_out[f"{b.name}/num_units"])) > 1
              for b in dense.blocks)
   assert always_sparse, "the sparse kernels did not run"
-  assert_same(sparse_out, dense_out, atol=1e-10)
+  assert_same(sparse_out, dense_out, atol=1e-10, rtol=1e-10)
 
 
 @pytest.mark.parametrize("kernels", KERNELS)

@@ -5,6 +5,7 @@ import weakref
 import keras
 import tensorflow as tf
 
+from sact_tf import act
 from sact_tf.layers import masking
 from sact_tf.layers import sparse_ops
 from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
@@ -114,7 +115,9 @@ class HaltingUnit(keras.layers.Layer):
         `resolve_sparse_kernels`. Defaults to `"auto"`.
 
     Returns:
-      `(outputs, halting_proba, flops)` as `call`.
+      `(outputs, halting_proba, flops)` as `call`, with `outputs` an
+      `act.SparseUpdate` holding the new state's rows at the active
+      positions.
     """
     kernels = resolve_sparse_kernels(sparse_kernels)
     shape = tf.shape(inputs)
@@ -122,15 +125,15 @@ class HaltingUnit(keras.layers.Layer):
     if self.halting_head is not None:
       flops += self.halting_head.masked_flops(shape, residual_mask)
     dilated_mask = masking.dilate_mask(residual_mask)
+    num_buckets = NUM_BUCKETS if kernels == "xla" else None
+    active = sparse_ops.active_set(residual_mask, num_buckets)
+    dilated = sparse_ops.active_set(dilated_mask, num_buckets)
     total = tf.cast(tf.reduce_prod(shape[:3]), residual_mask.dtype)
-    active_count = tf.reduce_sum(residual_mask)
     cost = self.residual_unit.sparse_cost(
-        active_count / total, tf.reduce_sum(dilated_mask) / total)
+        tf.cast(active.count, total.dtype) / total,
+        tf.cast(dilated.count, total.dtype) / total)
 
     def sparse():
-      num_buckets = NUM_BUCKETS if kernels == "xla" else None
-      active = sparse_ops.active_set(residual_mask, num_buckets)
-      dilated = sparse_ops.active_set(dilated_mask, num_buckets)
       compute = (self._xla_kernel() if kernels == "xla" else
                  self._sparse_compute)
       return compute(inputs, active, dilated, training)
@@ -138,30 +141,51 @@ class HaltingUnit(keras.layers.Layer):
     def dense():
       outputs, proba, _ = self(inputs, residual_mask=residual_mask,
                                training=training)
-      return outputs, self._proba_or_zeros(proba, inputs)
+      rows = sparse_ops.zero_dummies(sparse_ops.gather_rows(outputs, active),
+                                     active)
+      return outputs, rows, self._proba_or_zeros(proba, inputs)
 
     def skip():
-      return inputs, self._proba_or_zeros(None, inputs)
+      rows = sparse_ops.zero_dummies(sparse_ops.gather_rows(inputs, active),
+                                     active)
+      return inputs, rows, self._proba_or_zeros(None, inputs)
 
-    outputs, proba = tf.cond(
-        active_count > 0,
+    outputs, rows, proba = tf.cond(
+        active.count > 0,
         lambda: tf.cond(cost > DENSE_ABOVE_COST, dense, sparse), skip)
-    return outputs, (proba if self.halting_head is not None else None), flops
+    update = act.SparseUpdate(outputs, active.indices, rows)
+    return update, (proba if self.halting_head is not None else None), flops
 
   def _proba_or_zeros(self, proba, state):
     """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""
     return tf.zeros_like(state[..., :1]) if proba is None else proba
 
   def _sparse_compute(self, inputs, active, dilated, training=None):
-    """The new state and halting probability from the active sets."""
-    rows = self.residual_unit.sparse_residual(
-        inputs, active, dilated, training)
-    outputs = sparse_ops.scatter_add(inputs, rows, active)
+    """The sparse unit from the active sets.
+
+    `inputs` is gathered once, at the dilated positions; the new state's
+    rows there (the residual added at the active entries, located with
+    `sparse_ops.locate`) feed the halting head, and its rows at the active
+    positions the block output.
+
+    Returns:
+      `(new state, its rows at the active entries (zero for dummies),
+      halting probability [batch, H, W, 1])`.
+    """
+    dilated_rows = sparse_ops.gather_rows(inputs, dilated)
+    residual = sparse_ops.zero_dummies(self.residual_unit.sparse_residual(
+        inputs, active, dilated, dilated_rows, training), active)
+    outputs = tf.tensor_scatter_nd_add(inputs, active.indices, residual)
+    in_dilated = sparse_ops.locate(active, dilated, tf.shape(inputs))
+    dilated_rows = tf.tensor_scatter_nd_add(dilated_rows, in_dilated[:, None],
+                                            residual)
+    rows = sparse_ops.zero_dummies(tf.gather(dilated_rows, in_dilated),
+                                   active)
     proba = None
     if self.halting_head is not None:
       proba = self.halting_head.sparse_call(outputs, active, dilated,
-                                            training)
-    return outputs, self._proba_or_zeros(proba, inputs)
+                                            dilated_rows, training)
+    return outputs, rows, self._proba_or_zeros(proba, inputs)
 
   def _xla_kernel(self):
     """`_sparse_compute` compiled with XLA (cached per unit)."""

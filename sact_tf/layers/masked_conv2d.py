@@ -133,9 +133,17 @@ class MaskedConv2D(keras.layers.Layer):
       training: bool, batch norm mode.
 
     Returns:
-      float32 `[K, c_out]`, what `call` gives at those positions.
+      float32 `[K, c_out]`, what `call` gives at those positions. At
+      inference the batch norm is folded into the matmul (`W * scale`,
+      `offset`), which changes only the rounding.
     """
-    outputs = tf.matmul(rows, tf.reshape(self.kernel, [-1, self.filters]))
+    kernel = tf.reshape(self.kernel, [-1, self.filters])
+    if self.normalizer is not None and not training:
+      scale, offset = normalization.inference_affine(self.normalizer)
+      outputs = self._batch_norm_activation_fn(
+          tf.matmul(rows, kernel * scale) + offset)
+      return self._activation_fn(outputs)
+    outputs = tf.matmul(rows, kernel)
     if self.use_bias:
       outputs = tf.nn.bias_add(outputs, self.bias)
     return sparse_ops.on_rows(

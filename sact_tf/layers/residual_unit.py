@@ -123,7 +123,8 @@ class ResidualUnit(keras.layers.Layer):
     return (macs[0] * dilated_fraction +
             sum(macs[1:]) * active_fraction) / sum(macs)
 
-  def sparse_residual(self, inputs, active, dilated, training=None):
+  def sparse_residual(self, inputs, active, dilated, dilated_rows,
+                      training=None):
     """The residual branch at the active positions only (sparse SACT).
 
     Gives, up to float rounding, the rows of `call(inputs, residual_mask)`'s
@@ -137,6 +138,7 @@ class ResidualUnit(keras.layers.Layer):
       inputs: float32 `[batch, H, W, depth]`, the block state.
       active: `sparse_ops.ActiveSet` of the positions not yet halted.
       dilated: `sparse_ops.ActiveSet` of their 3x3 dilation.
+      dilated_rows: float32 `[K_d, depth]`, `inputs` at `dilated`.
       training: bool, batch norm mode.
 
     Returns:
@@ -153,9 +155,8 @@ class ResidualUnit(keras.layers.Layer):
         self.convs, [dilated] + [active] * (len(self.convs) - 1)):
       size = conv.kernel_size[0]
       if previous is None and size == 1:
-        rows = sparse_ops.on_rows(
-            lambda x: self.preactivate(x, training),
-            sparse_ops.gather_rows(inputs, positions))
+        rows = self._activation_fn(normalization.normalize_rows(
+            self.preact, dilated_rows, training))
       elif positions is previous and size == 1:
         pass  # A 1x1 conv on the same positions reads the rows as they are.
       else:

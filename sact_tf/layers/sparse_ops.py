@@ -74,6 +74,33 @@ def active_set(mask, num_buckets=None):
   return ActiveSet(indices, padded_rows, valid, count)
 
 
+def padded_size(shape):
+  """Rows of the padded layout of a map of `shape` (int `[4]`)."""
+  return shape[0] * (shape[1] + 2) * (shape[2] + 2)
+
+
+def locate(active, within, shape):
+  """Where each entry of `active` sits in `within` (a superset).
+
+  Args:
+    active: `ActiveSet`.
+    within: `ActiveSet` holding every real position of `active`.
+    shape: int `[4]`, the shape of the map.
+
+  Returns:
+    int32 `[K]`: `within` entry of each `active` entry (0 for dummies).
+  """
+  ids = tf.where(within.valid, tf.range(1, tf.shape(within.valid)[0] + 1), 0)
+  table = tf.scatter_nd(within.padded_rows[:, None], ids,
+                        padded_size(shape)[None])
+  return tf.maximum(tf.gather(table, active.padded_rows) - 1, 0)
+
+
+def zero_dummies(rows, active):
+  """`rows` `[K, C]` with the rows of dummy entries set to zero."""
+  return tf.where(active.valid[:, None], rows, tf.zeros_like(rows))
+
+
 def on_rows(fn, rows):
   """Applies a layer built for `[b, h, w, c]` maps to rows `[K, c]`.
 
@@ -90,8 +117,8 @@ def gather_rows(x, active):
 
 def scatter_add(x, rows, active):
   """`x` `[batch, H, W, C]` plus `rows` `[K, C]` at the active positions."""
-  rows = tf.where(active.valid[:, None], rows, tf.zeros_like(rows))
-  return tf.tensor_scatter_nd_add(x, active.indices, rows)
+  return tf.tensor_scatter_nd_add(x, active.indices, zero_dummies(rows,
+                                                                  active))
 
 
 def scatter_map(rows, active, shape):
@@ -108,10 +135,8 @@ def to_padded(x):
 
 def scatter_padded(rows, active, shape):
   """`rows` `[K, C]` at the active positions of a zero padded layout."""
-  size = shape[0] * (shape[1] + 2) * (shape[2] + 2)
-  rows = tf.where(active.valid[:, None], rows, tf.zeros_like(rows))
-  return tf.scatter_nd(active.padded_rows[:, None], rows,
-                       tf.stack([size, tf.shape(rows)[1]]))
+  return tf.scatter_nd(active.padded_rows[:, None], zero_dummies(rows, active),
+                       tf.stack([padded_size(shape), tf.shape(rows)[1]]))
 
 
 def _neighbour_rows(active, shape, kernel_size):

@@ -59,18 +59,21 @@ class SpatialHaltingHead(HaltingHead):
     return (self.local_conv.flops(input_shape, residual_mask) +
             self.global_conv.flops(pooled_shape))
 
-  def sparse_call(self, inputs, active, dilated, training=None):
+  def sparse_call(self, inputs, active, dilated, dilated_rows,
+                  training=None):
     """The halting probabilities at the active positions only.
 
     The 3x3 `local_conv` (one output channel) is computed as taps: the
     batch-normalised features of the dilated positions times the kernel's
     9 taps (`[K_d, c] x [c, 9]`), then each active position sums its
-    neighbours' taps (`sparse_ops.sum_taps`).
+    neighbours' taps (`sparse_ops.sum_taps`). Without an activation after
+    `local_bn` (the ImageNet model), the batch norm is folded into the taps.
 
     Args:
       inputs: float32 `[batch, h, w, c]`, the unit's output.
       active: `sparse_ops.ActiveSet` of the positions not yet halted.
       dilated: `sparse_ops.ActiveSet` of their 3x3 dilation.
+      dilated_rows: float32 `[K_d, c]`, `inputs` at `dilated`.
       training: bool.
 
     Returns:
@@ -78,11 +81,14 @@ class SpatialHaltingHead(HaltingHead):
       positions, zero at the others (where the halting math ignores them).
     """
     shape = tf.shape(inputs)
-    features = sparse_ops.on_rows(
-        lambda x: self._activation_fn(self.local_bn(x, training=training)),
-        sparse_ops.gather_rows(inputs, dilated))
-    kernel = self.local_conv.kernel
-    taps = tf.matmul(features, tf.transpose(tf.reshape(kernel, [9, -1])))
+    kernel = tf.transpose(tf.reshape(self.local_conv.kernel, [9, -1]))
+    if self.activation is None and not training:
+      scale, offset = normalization.inference_affine(self.local_bn)
+      taps = tf.nn.bias_add(tf.matmul(dilated_rows, kernel * scale[:, None]),
+                            tf.matmul(offset[None], kernel)[0])
+    else:
+      taps = tf.matmul(self._activation_fn(normalization.normalize_rows(
+          self.local_bn, dilated_rows, training)), kernel)
     local_logit = sparse_ops.sum_taps(
         sparse_ops.scatter_padded(taps, dilated, shape), active, shape)
     global_logit, _ = self.global_term(inputs, training)
