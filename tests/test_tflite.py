@@ -77,7 +77,11 @@ def test_dynamic_range_quantization(export, tmp_path):
   _, _, path = export
   int8_size = tflite.write_tflite(path, str(tmp_path / "q.tflite"),
                                   quantize="dynamic_range")
-  assert int8_size < 0.6 * len(float_model(path))
+  # Only tensors of 1024 or more elements are quantized: in this tiny model
+  # the larger kernels; in a ResNet-50 nearly all of the weights.
+  assert int8_size < 0.7 * len(float_model(path))
+  interpreter = Interpreter(model_path=str(tmp_path / "q.tflite"))
+  assert any(t["dtype"] == np.int8 for t in interpreter.get_tensor_details())
   saved, lite = run_both(path, (tmp_path / "q.tflite").read_bytes(),
                          IMAGES["imagenet"])
   np.testing.assert_allclose(lite["probabilities"], saved["probabilities"],
