@@ -182,26 +182,27 @@ def test_export_refuses_vanilla_and_draw_refuses_act(tmp_path):
 
 
 def test_export_maps_and_draw_tools(tmp_path):
-  """On the offline dataset: tools/export_maps.py, then draw_ponder_maps."""
+  """A run on the offline dataset to HDF5, then tools/draw_ponder_maps.py."""
   model = tiny_runs.write_run(tmp_path / "run", "cifar", "sact")
   path = tmp_path / "maps.h5"
-  subprocess.run(
-      [sys.executable, "tools/export_maps.py",
-       f"--checkpoint_dir={tmp_path / 'run'}", f"--export_path={path}",
-       "--num_examples=6", "--batch_size=4"],
-      cwd=REPO, check=True, capture_output=True)
+  count, config = h5_export.export_checkpoint(
+      str(tmp_path / "run"), str(path), num_examples=6, batch_size=4)
+  assert count == 6 and config["dataset"] == "cluttered_digits"
   with h5py.File(path, "r") as data:
     images = data["images"][:]
     assert images.shape == (6, 32, 32, 3)
     assert data["object_mask"].shape == (6, 32, 32, 1)
     np.testing.assert_allclose(
         data["ponder_cost_map"], model(images)["ponder_cost_map"], atol=1e-5)
+  # Drawing needs no TensorFlow, so this subprocess is quick.
   result = subprocess.run(
       [sys.executable, "tools/draw_ponder_maps.py", f"--input_file={path}",
        f"--output_dir={tmp_path / 'pictures'}"],
       cwd=REPO, check=True, capture_output=True, text=True)
   assert result.stdout.startswith("0.1st percentile of ponder cost ")
   assert len(os.listdir(tmp_path / "pictures")) == 13
+  with pytest.raises(ValueError, match=r"maps.h5 already exists"):
+    h5_export.export_checkpoint(str(tmp_path / "run"), str(path))
 
 
 def test_ponder_map_tool_on_photos(tmp_path, testdata_dir, oracle_dir):
