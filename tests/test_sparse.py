@@ -82,7 +82,8 @@ class TestSparseOps:
     active = sparse_ops.ActiveSet(
         indices=tf.constant([[0, 1, 1], [1, 0, 1], [0, 0, 0]]),
         padded_rows=tf.constant([(0 + 2) * 4 + 2, (4 + 1) * 4 + 2, 0]),
-        valid=tf.constant([True, True, False]), count=tf.constant(2))
+        valid=tf.constant([True, True, False]), count=tf.constant(2),
+        has_dummies=True)
     shape = tf.constant([2, 2, 2, 2])
     result = sparse_ops.scatter_map(rows, active, shape).numpy()
     expected = np.zeros([2, 2, 2, 2], np.float32)

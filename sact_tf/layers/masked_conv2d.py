@@ -6,7 +6,6 @@ import tensorflow as tf
 from sact_tf import flops as flops_lib
 from sact_tf.layers import activations
 from sact_tf.layers import normalization
-from sact_tf.layers import sparse_ops
 
 PADDINGS = ("same", "symmetric")
 
@@ -133,21 +132,16 @@ class MaskedConv2D(keras.layers.Layer):
       training: bool, batch norm mode.
 
     Returns:
-      float32 `[K, c_out]`, what `call` gives at those positions. At
-      inference the batch norm is folded into the matmul (`W * scale`,
-      `offset`), which changes only the rounding.
+      float32 `[K, c_out]`, what `call` gives at those positions (the
+      batch norm on rows: `normalization.normalize_rows`).
     """
-    kernel = tf.reshape(self.kernel, [-1, self.filters])
-    if self.normalizer is not None and not training:
-      scale, offset = normalization.inference_affine(self.normalizer)
-      outputs = self._batch_norm_activation_fn(
-          tf.matmul(rows, kernel * scale) + offset)
-      return self._activation_fn(outputs)
-    outputs = tf.matmul(rows, kernel)
+    outputs = tf.matmul(rows, tf.reshape(self.kernel, [-1, self.filters]))
     if self.use_bias:
       outputs = tf.nn.bias_add(outputs, self.bias)
-    return sparse_ops.on_rows(
-        lambda x: self.normalize_and_activate(x, training), outputs)
+    if self.normalizer is not None:
+      outputs = self._batch_norm_activation_fn(
+          normalization.normalize_rows(self.normalizer, outputs, training))
+    return self._activation_fn(outputs)
 
   def convolve(self, inputs):
     """The convolution and bias alone (no normalizer, no activation)."""

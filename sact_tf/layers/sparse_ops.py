@@ -19,7 +19,7 @@ import collections
 import tensorflow as tf
 
 ActiveSet = collections.namedtuple(
-    "ActiveSet", ["indices", "padded_rows", "valid", "count"])
+    "ActiveSet", ["indices", "padded_rows", "valid", "count", "has_dummies"])
 ActiveSet.__doc__ = """Active positions of a map (see the module docstring).
 
 Fields:
@@ -27,6 +27,7 @@ Fields:
   padded_rows: int32 `[K]`, rows in the padded layout (dummies: 0).
   valid: bool `[K]`, False for dummy entries.
   count: int32 scalar, the number of real entries.
+  has_dummies: Python bool, whether the set was padded to a capacity.
 """
 
 
@@ -71,7 +72,8 @@ def active_set(mask, num_buckets=None):
     indices = tf.pad(indices, [[0, pad], [0, 0]])
     padded_rows = tf.pad(padded_rows, [[0, pad]])
     valid = tf.pad(valid, [[0, pad]], constant_values=False)
-  return ActiveSet(indices, padded_rows, valid, count)
+  return ActiveSet(indices, padded_rows, valid, count,
+                   num_buckets is not None)
 
 
 def padded_size(shape):
@@ -90,7 +92,9 @@ def locate(active, within, shape):
   Returns:
     int32 `[K]`: `within` entry of each `active` entry (0 for dummies).
   """
-  ids = tf.where(within.valid, tf.range(1, tf.shape(within.valid)[0] + 1), 0)
+  ids = tf.range(1, tf.shape(within.valid)[0] + 1)
+  if within.has_dummies:
+    ids = tf.where(within.valid, ids, 0)
   table = tf.scatter_nd(within.padded_rows[:, None], ids,
                         padded_size(shape)[None])
   return tf.maximum(tf.gather(table, active.padded_rows) - 1, 0)
@@ -98,7 +102,9 @@ def locate(active, within, shape):
 
 def zero_dummies(rows, active):
   """`rows` `[K, C]` with the rows of dummy entries set to zero."""
-  return tf.where(active.valid[:, None], rows, tf.zeros_like(rows))
+  if not active.has_dummies:
+    return rows
+  return rows * tf.cast(active.valid, rows.dtype)[:, None]
 
 
 def on_rows(fn, rows):
@@ -145,8 +151,9 @@ def _neighbour_rows(active, shape, kernel_size):
   steps = tf.range(-radius, radius + 1)
   offsets = tf.reshape(steps[:, None] * (shape[2] + 2) + steps[None, :],
                        [1, kernel_size * kernel_size])
-  return tf.where(active.valid[:, None], active.padded_rows[:, None] + offsets,
-                  0)
+  rows = active.padded_rows[:, None] + offsets
+  return tf.where(active.valid[:, None], rows, 0) if active.has_dummies else (
+      rows)
 
 
 def gather_patches(padded, active, shape, kernel_size):

@@ -1,0 +1,294 @@
+"""Wall-clock benchmark of SACT's sparse execution against dense and vanilla.
+
+Times a vanilla ResNet, a SACT ResNet run dense (the original's masked
+computation) and the same SACT ResNet run sparse, with the same weights, at
+several FLOPs budgets. The network is random with realistic statistics:
+batch norm statistics from the benchmark images, random 3x3 halting
+convolutions, and one halting bias shared by every unit, bisected so that
+SACT spends about 25%, 50%, 75% or 100% of the vanilla network's FLOPs. The
+halted positions then follow the image content (not uniform halting, which
+whole-unit skipping would already exploit).
+
+Images: `--images` (a glob of photos), or by default synthetic images with
+the 1/f^2 power spectrum of natural images (white noise would make halting
+maps unnaturally fragmented).
+
+Reports ms per image, the FLOPs fraction (SACT / vanilla FLOPs), the
+wall-clock fraction (sparse / dense time), the efficiency (FLOPs fraction /
+wall-clock fraction), and a per-unit micro-benchmark (one unit of each
+block at set active fractions, against the ideal `sparse_cost`), as a
+table and as JSON (`--output`). Timings are medians over interleaved runs.
+
+  python tools/benchmark.py --output=benchmark.json
+"""
+
+import glob
+import json
+import os
+import platform
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from sact_tf import models
+from sact_tf.layers import halting_unit
+from sact_tf.layers import masking
+from sact_tf.utils import files
+from sact_tf.utils import halting_calibration
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "101", "ImageNet ResNet depth.")
+flags.DEFINE_integer("base_channels", 64, "Width of the first block.")
+flags.DEFINE_integer("image_size", 224, "Image height and width.")
+flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time.")
+flags.DEFINE_list("flops_fractions", ["0.25", "0.5", "0.75", "1.0"],
+                  "Targets: SACT FLOPs as a fraction of vanilla FLOPs.")
+flags.DEFINE_list("sparse_kernels", ["tf"],
+                  "Sparse kernels to time: tf, xla (or both).")
+flags.DEFINE_integer("repeats", 7, "Timed runs of each model (median).")
+flags.DEFINE_integer("warmup", 2, "Untimed runs before timing.")
+flags.DEFINE_bool("network_benchmark", True, "Time the whole networks.")
+flags.DEFINE_bool("unit_benchmark", True, "Run the per-unit benchmark.")
+flags.DEFINE_list("unit_fractions", ["0.25", "0.5", "0.75", "1.0"],
+                  "Active fractions of the per-unit benchmark.")
+flags.DEFINE_string("images", None, "Glob of images to use (default: "
+                    "synthetic 1/f^2 images).")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("output", None, "JSON file to write.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+
+FULL_FLOPS_BIAS = -30.0  # Nothing halts.
+
+
+def synthetic_images(count, size, seed):
+  """Images with a 1/f^2 power spectrum, scaled to [-1, 1] per image."""
+  rng = np.random.default_rng(seed)
+  freq = np.sqrt(np.fft.fftfreq(size)[:, None] ** 2 +
+                 np.fft.fftfreq(size)[None, :] ** 2)
+  amplitude = 1.0 / np.maximum(freq, 1.0 / size)
+  spectrum = amplitude[None, :, :, None] * (
+      rng.normal(size=(count, size, size, 3)) +
+      1j * rng.normal(size=(count, size, size, 3)))
+  images = np.real(np.fft.ifft2(spectrum, axes=(1, 2)))
+  low = images.min(axis=(1, 2, 3), keepdims=True)
+  high = images.max(axis=(1, 2, 3), keepdims=True)
+  return (2 * (images - low) / (high - low) - 1).astype(np.float32)
+
+
+def photo_images(pattern, count, size):
+  """Photos matching `pattern`, resized to `size`, in [-1, 1], cycled."""
+  paths = sorted(glob.glob(pattern))
+  if not paths:
+    raise ValueError(f"--images={pattern!r} matches no file")
+  images = []
+  for path in paths:
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                               expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32), [size, size])
+    images.append(image / 127.5 - 1)
+  return np.stack([images[i % len(images)] for i in range(count)])
+
+
+def copy_weights(source, target):
+  """Copies the variables of `source` into `target` by path."""
+  values = {v.path[len(source.path):]: v for v in source.variables}
+  for v in target.variables:
+    v.assign(values[v.path[len(target.path):]])
+
+
+def machine():
+  cpu = platform.processor() or platform.machine()
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as f:
+      names = [l.split(":", 1)[1].strip() for l in f if
+               l.startswith("model name")]
+    cpu = names[0] if names else cpu
+  gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+  return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus,
+          "tensorflow": tf.__version__, "python": platform.python_version()}
+
+
+def time_interleaved(functions, args, repeats, warmup):
+  """Median seconds per call of each function, runs interleaved."""
+  for fn in functions.values():
+    for _ in range(warmup):
+      tf.nest.map_structure(np.asarray, fn(*args))
+  times = {name: [] for name in functions}
+  for _ in range(repeats):
+    for name, fn in functions.items():
+      start = time.perf_counter()
+      tf.nest.map_structure(np.asarray, fn(*args))
+      times[name].append(time.perf_counter() - start)
+  return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def network_benchmark(images):
+  """Vanilla / dense / sparse timings at each batch size and FLOPs target."""
+  kwargs = {"model": FLAGS.model, "base_channels": FLAGS.base_channels}
+  vanilla = models.imagenet_resnet(model_type="vanilla", **kwargs)
+  dense = models.imagenet_resnet(model_type="sact", **kwargs)
+  sparse = {k: models.imagenet_resnet(model_type="sact", execution="sparse",
+                                      sparse_kernels=k, **kwargs)
+            for k in FLAGS.sparse_kernels}
+  for model in [vanilla, dense, *sparse.values()]:
+    model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
+  halting_calibration.set_batch_norm_statistics(dense, images)
+  halting_calibration.randomize_halting(dense, FLAGS.seed)
+  copy_weights(dense, vanilla)
+  functions = {"vanilla": vanilla, "dense": dense,
+               **{f"sparse_{k}": m for k, m in sparse.items()}}
+  functions = {name: tf.function(lambda x, m=m: m(x, training=False))
+               for name, m in functions.items()}
+  rows = []
+  for batch in [int(b) for b in FLAGS.batch_sizes]:
+    batch_images = tf.constant(images[:batch])
+    vanilla_flops = float(np.mean(functions["vanilla"](batch_images)["flops"]))
+    for fraction in [float(f) for f in FLAGS.flops_fractions]:
+      if fraction >= 1.0:
+        halting_calibration.set_halting_bias(dense, FULL_FLOPS_BIAS)
+      else:
+        halting_calibration.tune_halting_bias(dense, batch_images,
+                                              fraction * vanilla_flops)
+      for model in sparse.values():
+        copy_weights(dense, model)
+      outputs = {name: fn(batch_images) for name, fn in functions.items()}
+      flops = float(np.mean(outputs["dense"]["flops"]))
+      for name in sparse:
+        np.testing.assert_array_equal(outputs[f"sparse_{name}"]["flops"],
+                                      outputs["dense"]["flops"])
+      seconds = time_interleaved(functions, (batch_images,), FLAGS.repeats,
+                                 FLAGS.warmup)
+      row = {"batch": batch, "target": fraction,
+             "flops_fraction": flops / vanilla_flops,
+             "ms_per_image": {k: 1000 * s / batch for k, s in seconds.items()},
+             "mean_units": {b.name: float(np.mean(
+                 outputs["dense"][f"{b.name}/num_units"]))
+                            for b in dense.blocks}}
+      for name in sparse:
+        wall = seconds[f"sparse_{name}"] / seconds["dense"]
+        row[f"sparse_{name}"] = {
+            "wall_fraction": wall,
+            "efficiency": row["flops_fraction"] / wall,
+            "vs_vanilla": seconds[f"sparse_{name}"] / seconds["vanilla"],
+            "max_abs_logit_diff": float(np.max(np.abs(
+                outputs[f"sparse_{name}"]["logits"] -
+                outputs["dense"]["logits"])))}
+      rows.append(row)
+      print(format_network_row(row), flush=True)
+  return rows
+
+
+def smooth_mask(shape, fraction, rng):
+  """A spatially coherent random mask with `fraction` of ones."""
+  noise = rng.normal(size=shape).astype(np.float32)
+  for _ in range(2):
+    noise = tf.nn.avg_pool2d(noise, 3, 1, "SAME").numpy()
+  threshold = np.quantile(noise, 1 - fraction) if fraction < 1 else -np.inf
+  return (noise > threshold).astype(np.float32)
+
+
+def unit_benchmark():
+  """Dense vs sparse time of one (non-first) unit of every block."""
+  model = models.imagenet_resnet(model=FLAGS.model, model_type="sact",
+                                 base_channels=FLAGS.base_channels)
+  size = FLAGS.image_size // 4
+  model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
+  rng = np.random.default_rng(FLAGS.seed)
+  rows = []
+  saved = halting_unit.DENSE_ABOVE_COST
+  halting_unit.DENSE_ABOVE_COST = 2.0  # Time the sparse kernels themselves.
+  try:
+    for block in model.blocks:
+      unit = block.units[1]
+      depth = unit.residual_unit.depth
+      for batch in [int(b) for b in FLAGS.batch_sizes]:
+        x = tf.constant(rng.normal(size=(batch, size, size, depth)),
+                        tf.float32)
+        for fraction in [float(f) for f in FLAGS.unit_fractions]:
+          mask = tf.constant(smooth_mask((batch, size, size, 1), fraction,
+                                         rng))
+          functions = {"dense": tf.function(
+              lambda u=unit, m=mask: u(x, residual_mask=m, training=False))}
+          for k in FLAGS.sparse_kernels:
+            functions[f"sparse_{k}"] = tf.function(
+                lambda u=unit, m=mask, k=k: u.sparse_call(
+                    x, m, training=False, sparse_kernels=k))
+          seconds = time_interleaved(functions, (), 3 * FLAGS.repeats,
+                                     FLAGS.warmup)
+          active = float(np.mean(mask))
+          dilated = float(np.mean(masking.dilate_mask(mask)))
+          ideal = float(unit.residual_unit.sparse_cost(active, dilated))
+          row = {"block": block.name, "size": size, "depth": depth,
+                 "batch": batch, "active": active, "dilated": dilated,
+                 "ideal": ideal,
+                 "ms": {k: 1000 * s for k, s in seconds.items()}}
+          for k in FLAGS.sparse_kernels:
+            ratio = seconds[f"sparse_{k}"] / seconds["dense"]
+            row[f"sparse_{k}"] = {"ratio": ratio, "efficiency": ideal / ratio}
+          rows.append(row)
+          print(format_unit_row(row), flush=True)
+      size = -(-size // 2)
+  finally:
+    halting_unit.DENSE_ABOVE_COST = saved
+  return rows
+
+
+def format_network_row(row):
+  ms = row["ms_per_image"]
+  text = (f"batch {row['batch']:2d}  FLOPs {100 * row['flops_fraction']:5.1f}%"
+          f"  vanilla {ms['vanilla']:7.1f}  dense {ms['dense']:7.1f}")
+  for k in FLAGS.sparse_kernels:
+    s = row[f"sparse_{k}"]
+    text += (f"  sparse[{k}] {ms[f'sparse_{k}']:7.1f} ms/img  wall "
+             f"{s['wall_fraction']:.3f}  efficiency "
+             f"{100 * s['efficiency']:5.1f}%")
+  return text
+
+
+def format_unit_row(row):
+  text = (f"{row['block']} {row['size']}x{row['size']}x{row['depth']} "
+          f"batch {row['batch']}  active {row['active']:.2f} dilated "
+          f"{row['dilated']:.2f}  ideal {row['ideal']:.3f}  dense "
+          f"{row['ms']['dense']:.2f} ms")
+  for k in FLAGS.sparse_kernels:
+    text += (f"  sparse[{k}] {row['ms'][f'sparse_{k}']:.2f} ms ratio "
+             f"{row[f'sparse_{k}']['ratio']:.3f} efficiency "
+             f"{100 * row[f'sparse_{k}']['efficiency']:5.1f}%")
+  return text
+
+
+def main(argv):
+  del argv
+  try:
+    for k in FLAGS.sparse_kernels:
+      halting_unit.resolve_sparse_kernels(k)
+    if FLAGS.output:
+      files.check_writable_output(FLAGS.output, FLAGS.overwrite)
+    count = max(8, *[int(b) for b in FLAGS.batch_sizes])
+    images = (photo_images(FLAGS.images, count, FLAGS.image_size)
+              if FLAGS.images else
+              synthetic_images(count, FLAGS.image_size, FLAGS.seed))
+  except ValueError as e:
+    sys.exit(f"benchmark: error: {e}")
+  report = {"machine": machine(),
+            "settings": {k: FLAGS[k].value for k in (
+                "model", "base_channels", "image_size", "batch_sizes",
+                "flops_fractions", "sparse_kernels", "repeats", "images",
+                "seed")}}
+  print(f"{report['machine']}")
+  if FLAGS.network_benchmark:
+    report["network"] = network_benchmark(images)
+  if FLAGS.unit_benchmark:
+    report["units"] = unit_benchmark()
+  if FLAGS.output:
+    with files.atomic_output(FLAGS.output, FLAGS.overwrite) as tmp:
+      with open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
