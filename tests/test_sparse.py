@@ -273,3 +273,11 @@ def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse):
     else:
       np.testing.assert_allclose(out[key], value, atol=1e-4, err_msg=key)
   assert always_sparse
+
+
+def test_dilate_mask_is_the_original_max_pool():
+  from sact_tf.layers import masking  # pylint: disable=g-import-not-at-top
+  mask = tf.cast(tf.random.stateless_uniform([3, 7, 5, 1], [1, 3]) > 0.7,
+                 tf.float32)
+  np.testing.assert_array_equal(masking.dilate_mask(mask),
+                                tf.nn.max_pool2d(mask, 3, 1, "SAME"))
