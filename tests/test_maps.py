@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 from PIL import Image
 import pytest
-import tensorflow as tf
 
 import tiny_runs
 from conftest import REPO
