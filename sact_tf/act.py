@@ -300,7 +300,8 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   for unit_idx in range(max_units):
     update = None
     if unit_idx:
-      mask = tf.cast(tf.logical_not(halting.finished), state.dtype)[..., None]
+      mask = tf.expand_dims(
+          tf.cast(tf.logical_not(halting.finished), state.dtype), -1)
       state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
       flops += unit_flops
       if isinstance(state, SparseUpdate):

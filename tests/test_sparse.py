@@ -253,10 +253,11 @@ def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse):
   # garbage weights (TF 2.20).
   archive = keras.export.ExportArchive()
   archive.track(sparse)
+  # A free batch size, as TF Serving exports have.
   archive.add_endpoint("serve", serve, input_signature=[
-      tf.TensorSpec([1, 24, 16, 3], tf.float32)])
+      tf.TensorSpec([None, 24, 16, 3], tf.float32)])
   archive.write_out(str(tmp_path))
-  images = tf.random.stateless_normal([1, 24, 16, 3], [11, 12])
+  images = tf.random.stateless_normal([2, 24, 16, 3], [11, 12])
   expected = {k: v.numpy() for k, v in serve(images).items()}
   loaded = tf.saved_model.load(str(tmp_path))
   for key, value in loaded.serve(images).items():
@@ -264,8 +265,11 @@ def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse):
   converter = tf.lite.TFLiteConverter.from_saved_model(
       str(tmp_path), signature_keys=["serve"])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  runner = interpreter.Interpreter(
-      model_content=converter.convert()).get_signature_runner("serve")
+  lite = interpreter.Interpreter(model_content=converter.convert())
+  lite.resize_tensor_input(
+      lite.get_signature_runner("serve").get_input_details()["images"][
+          "index"], images.shape)
+  runner = lite.get_signature_runner("serve")
   out = runner(images=images.numpy())
   for key, value in expected.items():
     if value.dtype.kind in "iu" or "num_units" in key:

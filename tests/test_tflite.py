@@ -16,13 +16,6 @@ IMAGES = {"imagenet": np.random.default_rng(2).uniform(
     -1, 1, (3, 64, 64, 3)).astype(np.float32),
           "cifar": np.random.default_rng(2).normal(
               size=(3, 32, 32, 3)).astype(np.float32)}
-# Until the SACT code expands dims with tf.expand_dims: `x[..., None]` on a
-# tensor of unknown batch is a StridedSlice with new_axis_mask, which TFLite
-# has no builtin kernel for (act.py, the residual mask of
-# spatially_adaptive_computation_time; models/adaptive_resnet.py, sact_map).
-SACT_NEEDS_EXPAND_DIMS = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="tf.StridedSlice with new_axis_mask needs the Flex delegate")
 _FLOAT_MODELS = {}
 
 
@@ -48,7 +41,7 @@ def run_both(path, model_content, images):
 
 
 @pytest.mark.parametrize("family, model_type", [
-    pytest.param("imagenet", "sact", marks=SACT_NEEDS_EXPAND_DIMS),
+    ("imagenet", "sact"),
     ("cifar", "act_early_stopping")])
 def test_float_tflite_matches_the_saved_model(tmp_path_factory, family,
                                               model_type):
@@ -72,7 +65,6 @@ def test_float_tflite_matches_the_saved_model(tmp_path_factory, family,
     assert saved["ponder_cost_map"].min() < saved["ponder_cost_map"].max()
 
 
-@SACT_NEEDS_EXPAND_DIMS
 def test_dynamic_range_quantization(export, tmp_path):
   _, _, path = export
   int8_size = tflite.write_tflite(path, str(tmp_path / "q.tflite"),

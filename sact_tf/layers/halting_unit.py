@@ -158,7 +158,7 @@ class HaltingUnit(keras.layers.Layer):
 
   def _proba_or_zeros(self, proba, state):
     """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""
-    return tf.zeros_like(state[..., :1]) if proba is None else proba
+    return tf.zeros_like(state[:, :, :, :1]) if proba is None else proba
 
   def _sparse_compute(self, inputs, active, dilated, training=None):
     """The sparse unit from the active sets.

@@ -61,7 +61,7 @@ def active_set(mask, num_buckets=None):
     `ActiveSet`, in row-major order of `(batch, h, w)`.
   """
   shape = tf.shape(mask, out_type=tf.int32)
-  indices = tf.cast(tf.where(mask[..., 0] > 0), tf.int32)
+  indices = tf.cast(tf.where(mask[:, :, :, 0] > 0), tf.int32)
   b, h, w = tf.unstack(indices, axis=1)
   padded_rows = (b * (shape[1] + 2) + h + 1) * (shape[2] + 2) + w + 1
   count = tf.shape(indices)[0]

@@ -30,7 +30,7 @@ def sact_map(block_maps, size, dtype=tf.float32):
   """
   return tf.add_n([
       tf.raw_ops.ResizeNearestNeighbor(
-          images=tf.cast(m, dtype)[..., None], size=size,
+          images=tf.expand_dims(tf.cast(m, dtype), -1), size=size,
           align_corners=False, half_pixel_centers=False) for m in block_maps])
 
 
