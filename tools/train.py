@@ -160,7 +160,7 @@ def main(argv):
   try:
     config = run_config.make_config(settings_from_flags())
     strategy = strategies.make_strategy(config["strategy"], FLAGS.tpu)
-    step, stopped = loop.train(
+    _, step, stopped = loop.train(
         config, FLAGS.train_log_dir, strategy, FLAGS.save_interval_secs,
         FLAGS.save_summaries_secs, FLAGS.log_every_n_steps)
     if stopped:

@@ -141,9 +141,9 @@ def train(config, train_log_dir, strategy, save_interval_secs=60,
     log: callable taking a str.
 
   Returns:
-    `(step, signal)`: the global step reached, and the name of the signal
-    that stopped training (`"SIGTERM"`, `"SIGINT"`; a checkpoint was saved)
-    or None.
+    `(model, step, signal)`: the trained model, the global step reached,
+    and the name of the signal that stopped training (`"SIGTERM"`,
+    `"SIGINT"`; a checkpoint was saved) or None.
 
   Raises:
     ValueError: bad configuration or data, or a run directory of another
@@ -276,4 +276,4 @@ def _train_loop(config, train_log_dir, strategy, model, optimizer,
   if stop:
     log(f"Stopped by {stop} at step {step}; the run resumes from its "
         f"latest checkpoint")
-  return step, stop
+  return model, step, stop

@@ -28,7 +28,9 @@ def make_strategy(name, tpu_address=""):
   if name not in STRATEGIES:
     raise ValueError(f"unknown strategy {name!r}; known: "
                      f"{', '.join(STRATEGIES)}")
-  num_gpus = len(tf.config.list_logical_devices("GPU"))
+  # Physical devices: listing logical ones would start the runtime, after
+  # which MultiWorkerMirroredStrategy can no longer be created.
+  num_gpus = len(tf.config.list_physical_devices("GPU"))
   if name == "mirrored" and not num_gpus:
     cpus = tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([d.name for d in cpus])

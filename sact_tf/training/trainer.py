@@ -10,16 +10,21 @@ from sact_tf.training import metrics
 class Trainer(orbit.StandardTrainer):
   """Trains a model with momentum SGD under any `tf.distribute` strategy.
 
-  One step (per replica, compiled with `tf.function`, several steps in a
-  `tf.while_loop`): the model on the replica's batch, the loss
+  One step (compiled with `tf.function`, several steps in a
+  `tf.while_loop`): on each replica, the model on the replica's batch, the
+  loss
 
     cross-entropy (with label smoothing) + tau * sum of the blocks' mean
     ponder costs (eq. (8) of the paper) + L2 weight decay
 
   (the last two are the model's `losses`), scaled for the global batch so
-  the all-reduced gradients are those of the global batch; the optimizer
-  update; the weights' moving averages. Statistics are averaged over the
-  steps since the last `train()` call and over replicas.
+  the all-reduced gradients are those of the global batch, and the
+  optimizer update; then the batch norm moving statistics are averaged over
+  the replicas (Keras 3 keeps one copy per replica, each updated from its
+  own batch, so copies on different workers would drift apart and a
+  checkpoint would hold one worker's), and the weights' moving averages
+  move. Statistics are averaged over the steps since the last `train()`
+  call and over replicas.
 
   Args:
     strategy: `tf.distribute.Strategy` whose scope created the objects.
@@ -81,8 +86,6 @@ class Trainer(orbit.StandardTrainer):
       variables = self.model.trainable_variables
       self.optimizer.apply_gradients(
           zip(tape.gradient(loss, variables), variables))
-      if self.ema is not None:
-        self.ema.update(self.global_step)
       ponder = metrics.ponder_loss(self.model, outputs)
       accuracy = tf.reduce_mean(tf.cast(tf.equal(
           tf.argmax(outputs["logits"], -1), tf.cast(labels, tf.int64)),
@@ -97,6 +100,15 @@ class Trainer(orbit.StandardTrainer):
         self.means[name].update_state(value)
 
     self.strategy.run(step_fn, args=(next(iterator),))
+    if self.strategy.num_replicas_in_sync > 1:
+      statistics = self.model.non_trainable_variables
+      local = self.strategy.run(
+          lambda: [tf.convert_to_tensor(v) for v in statistics])
+      for variable, value in zip(statistics, local):
+        variable.assign(self.strategy.reduce(tf.distribute.ReduceOp.MEAN,
+                                             value, axis=None))
+    if self.ema is not None:
+      self.ema.update(self.global_step)
     self.global_step.assign_add(1)
 
   def train_loop_end(self):
