@@ -47,7 +47,8 @@ halting distribution `p^l`, so the block output `sum_l p^l F^l` is then
 accumulated at `indices` alone instead of over the whole map.
 
 Fields:
-  state: float `[batch, h, w, c]`, the new state.
+  state: the new state, handed to the next unit as it is (a float
+    `[batch, h, w, c]` map, or a structure that holds one).
   indices: int32 `[K, 3]`, `(b, h, w)` of (at least) the positions active
     during the unit; more entries may repeat a position with a zero row.
   rows: float `[K, c]`, the new state at `indices` (zero for extra entries).
@@ -276,7 +277,9 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   mask of the positions not yet halted: the unit must leave the other
   positions of its state unchanged (a residual unit multiplies its residual
   by the mask, or computes it only there). It may return its new state as a
-  `SparseUpdate`, and the output is then accumulated at those rows only.
+  `SparseUpdate`; the output is then accumulated at those rows only, with
+  one scatter for all such units of the block. The state it passes on is
+  opaque here: whatever the next unit takes.
 
   Args:
     inputs: float32 `[batch, H, W, C]`, the input state of the first unit.
@@ -294,14 +297,17 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   _check_eps(eps)
   state, proba, flops = unit(inputs, 0, residual_mask=None)
   shape = tf.shape(state)[:3]
-  halting = _HaltingState(shape, eps, halting_dtype(state.dtype))
+  dtype = state.dtype
+  halting = _HaltingState(shape, eps, halting_dtype(dtype))
   distributions = []
   outputs = None
+  # Sparse contributions to the output, scattered once after the loop.
+  sparse_indices, sparse_rows = [], []
   for unit_idx in range(max_units):
     update = None
     if unit_idx:
       mask = tf.expand_dims(
-          tf.cast(tf.logical_not(halting.finished), state.dtype), -1)
+          tf.cast(tf.logical_not(halting.finished), dtype), -1)
       state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
       flops += unit_flops
       if isinstance(state, SparseUpdate):
@@ -314,8 +320,11 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
     else:
       weights = tf.cast(tf.gather_nd(distribution, update.indices),
                         update.rows.dtype)
-      outputs = tf.tensor_scatter_nd_add(outputs, update.indices,
-                                         update.rows * weights[:, None])
+      sparse_indices.append(update.indices)
+      sparse_rows.append(update.rows * weights[:, None])
     distributions.append(distribution)
+  if sparse_rows:
+    outputs = tf.tensor_scatter_nd_add(outputs, tf.concat(sparse_indices, 0),
+                                       tf.concat(sparse_rows, 0))
   return (halting.ponder_cost, halting.num_units, flops,
           tf.stack(distributions, axis=3), outputs)

@@ -4,6 +4,7 @@ The halting branches get random weights, so that SACT halting varies across
 images and positions (freshly initialised heads halt everywhere alike).
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -53,6 +54,8 @@ def write_run(directory, family="imagenet", model_type="sact", depth=None,
     config["model_kwargs"]["model"] = depth
   directory.mkdir(parents=True, exist_ok=True)
   run_config.write_config(str(directory), config)
+  # Seeded, so that whether halting varies does not depend on the draw.
+  keras.utils.set_random_seed(0)
   model = run_config.build_model(config)
   model.build((None, None, None, 3))
   randomize_halting(model)

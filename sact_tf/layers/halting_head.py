@@ -47,10 +47,18 @@ class HaltingHead(keras.layers.Layer):
     self.global_bn.build(pooled_shape)
     self.global_conv.build(pooled_shape)
 
-  def global_term(self, inputs, training=None):
-    """The pooled branch: `[batch, 1, 1, 1]` and its FLOPs `[batch]`."""
-    x = tf.reduce_mean(inputs, [1, 2], keepdims=True)
-    x = self._activation_fn(self.global_bn(x, training=training))
+  def global_term(self, inputs, training=None, mean=None):
+    """The pooled branch: `[batch, 1, 1, 1]` and its FLOPs `[batch]`.
+
+    Args:
+      inputs: float `[batch, h, w, c]`, the unit's output.
+      training: bool.
+      mean: optional float `[batch, 1, 1, c]`, the spatial mean of `inputs`
+        when it is already known.
+    """
+    if mean is None:
+      mean = tf.reduce_mean(inputs, [1, 2], keepdims=True)
+    x = self._activation_fn(self.global_bn(mean, training=training))
     return self.global_conv(x, training=training)
 
   def get_config(self):

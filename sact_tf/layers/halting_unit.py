@@ -104,7 +104,8 @@ class HaltingUnit(keras.layers.Layer):
     where the halting math ignores it.
 
     Args:
-      inputs: float32 `[batch, H, W, C]`, the block state.
+      inputs: float32 `[batch, H, W, C]`, the block state, or the
+        `sparse_ops.MapState` a previous sparse unit returned.
       residual_mask: float32 `[batch, H, W, 1]`, the positions not yet
         halted.
       training: bool, batch norm mode (batch statistics would be those of
@@ -116,11 +117,12 @@ class HaltingUnit(keras.layers.Layer):
 
     Returns:
       `(outputs, halting_proba, flops)` as `call`, with `outputs` an
-      `act.SparseUpdate` holding the new state's rows at the active
-      positions.
+      `act.SparseUpdate` whose state is a `sparse_ops.MapState` and whose
+      rows are the new state at the active positions.
     """
     kernels = resolve_sparse_kernels(sparse_kernels)
-    shape = tf.shape(inputs)
+    state = sparse_ops.map_state(inputs)
+    shape = tf.shape(state.map)
     flops = self.residual_unit.masked_flops(shape, residual_mask)
     if self.halting_head is not None:
       flops += self.halting_head.masked_flops(shape, residual_mask)
@@ -136,56 +138,67 @@ class HaltingUnit(keras.layers.Layer):
     def sparse():
       compute = (self._xla_kernel() if kernels == "xla" else
                  self._sparse_compute)
-      return compute(inputs, active, dilated, training)
+      return compute(state, active, dilated, training)
 
     def dense():
-      outputs, proba, _ = self(inputs, residual_mask=residual_mask,
+      outputs, proba, _ = self(state.map, residual_mask=residual_mask,
                                training=training)
       rows = sparse_ops.zero_dummies(sparse_ops.gather_rows(outputs, active),
                                      active)
-      return outputs, rows, self._proba_or_zeros(proba, inputs)
+      new_state = sparse_ops.map_state(outputs)
+      return new_state, rows, self._proba_or_zeros(proba, outputs)
 
     def skip():
-      rows = sparse_ops.zero_dummies(sparse_ops.gather_rows(inputs, active),
-                                     active)
-      return inputs, rows, self._proba_or_zeros(None, inputs)
+      rows = sparse_ops.zero_dummies(
+          sparse_ops.gather_rows(state.map, active), active)
+      return state, rows, self._proba_or_zeros(None, state.map)
 
-    outputs, rows, proba = tf.cond(
+    new_state, rows, proba = tf.cond(
         active.count > 0,
         lambda: tf.cond(cost > DENSE_ABOVE_COST, dense, sparse), skip)
-    update = act.SparseUpdate(outputs, active.indices, rows)
+    update = act.SparseUpdate(new_state, active.indices, rows)
     return update, (proba if self.halting_head is not None else None), flops
 
   def _proba_or_zeros(self, proba, state):
     """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""
     return tf.zeros_like(state[:, :, :, :1]) if proba is None else proba
 
-  def _sparse_compute(self, inputs, active, dilated, training=None):
+  def _sparse_compute(self, state, active, dilated, training=None):
     """The sparse unit from the active sets.
 
-    `inputs` is gathered once, at the dilated positions; the new state's
+    The state is gathered once, at the dilated positions; the new state's
     rows there (the residual added at the active entries, located with
     `sparse_ops.locate`) feed the halting head, and its rows at the active
-    positions the block output.
+    positions the block output. The spatial mean is updated from the
+    residual rows.
+
+    Args:
+      state: `sparse_ops.MapState`.
+      active, dilated: `sparse_ops.ActiveSet`s.
+      training: bool.
 
     Returns:
-      `(new state, its rows at the active entries (zero for dummies),
+      `(new MapState, its rows at the active entries (zero for dummies),
       halting probability [batch, H, W, 1])`.
     """
-    dilated_rows = sparse_ops.gather_rows(inputs, dilated)
+    shape = tf.shape(state.map)
+    dilated_rows = sparse_ops.gather_rows(state.map, dilated)
     residual = sparse_ops.zero_dummies(self.residual_unit.sparse_residual(
-        inputs, active, dilated, dilated_rows, training), active)
-    outputs = tf.tensor_scatter_nd_add(inputs, active.indices, residual)
-    in_dilated = sparse_ops.locate(active, dilated, tf.shape(inputs))
+        state.map, active, dilated, dilated_rows, training), active)
+    new_state = sparse_ops.MapState(
+        tf.tensor_scatter_nd_add(state.map, active.indices, residual),
+        sparse_ops.add_to_mean(state.mean, residual, active, shape))
+    in_dilated = sparse_ops.locate(active, dilated, shape)
     dilated_rows = tf.tensor_scatter_nd_add(dilated_rows, in_dilated[:, None],
                                             residual)
     rows = sparse_ops.zero_dummies(tf.gather(dilated_rows, in_dilated),
                                    active)
     proba = None
     if self.halting_head is not None:
-      proba = self.halting_head.sparse_call(outputs, active, dilated,
-                                            dilated_rows, training)
-    return outputs, rows, self._proba_or_zeros(proba, inputs)
+      proba = self.halting_head.sparse_call(
+          new_state.map, active, dilated, dilated_rows, new_state.mean,
+          training)
+    return new_state, rows, self._proba_or_zeros(proba, state.map)
 
   def _xla_kernel(self):
     """`_sparse_compute` compiled with XLA (cached per unit)."""

@@ -31,6 +31,35 @@ Fields:
 """
 
 
+MapState = collections.namedtuple("MapState", ["map", "mean"])
+MapState.__doc__ = """A block state passed between sparse units, with its mean.
+
+Fields:
+  map: float `[batch, H, W, C]`, the state.
+  mean: float `[batch, 1, 1, C]`, its spatial mean (what the halting heads
+    pool), kept up to date from the residual rows instead of recomputed.
+"""
+
+
+def map_state(state):
+  """`state` (a map or a `MapState`) as a `MapState`."""
+  if isinstance(state, MapState):
+    return state
+  return MapState(state, tf.reduce_mean(state, [1, 2], keepdims=True))
+
+
+def add_to_mean(mean, rows, active, shape):
+  """The spatial mean after adding `rows` `[K, C]` at the active positions.
+
+  Returns:
+    float `[batch, 1, 1, C]`.
+  """
+  sums = tf.math.unsorted_segment_sum(zero_dummies(rows, active),
+                                      active.indices[:, 0], shape[0])
+  area = tf.cast(shape[1] * shape[2], rows.dtype)
+  return mean + tf.reshape(sums / area, tf.shape(mean))
+
+
 def bucket_capacity(count, total, num_buckets):
   """`count` rounded up to a multiple of `ceil(total / num_buckets)`.
 

@@ -59,7 +59,7 @@ class SpatialHaltingHead(HaltingHead):
     return (self.local_conv.flops(input_shape, residual_mask) +
             self.global_conv.flops(pooled_shape))
 
-  def sparse_call(self, inputs, active, dilated, dilated_rows,
+  def sparse_call(self, inputs, active, dilated, dilated_rows, mean,
                   training=None):
     """The halting probabilities at the active positions only.
 
@@ -74,6 +74,7 @@ class SpatialHaltingHead(HaltingHead):
       active: `sparse_ops.ActiveSet` of the positions not yet halted.
       dilated: `sparse_ops.ActiveSet` of their 3x3 dilation.
       dilated_rows: float32 `[K_d, c]`, `inputs` at `dilated`.
+      mean: float32 `[batch, 1, 1, c]`, the spatial mean of `inputs`.
       training: bool.
 
     Returns:
@@ -81,17 +82,18 @@ class SpatialHaltingHead(HaltingHead):
       positions, zero at the others (where the halting math ignores them).
     """
     shape = tf.shape(inputs)
-    kernel = tf.transpose(tf.reshape(self.local_conv.kernel, [9, -1]))
+    kernel = tf.reshape(self.local_conv.kernel, [9, -1])  # [taps, c]
     if self.activation is None and not training:
       scale, offset = normalization.inference_affine(self.local_bn)
-      taps = tf.nn.bias_add(tf.matmul(dilated_rows, kernel * scale[:, None]),
-                            tf.matmul(offset[None], kernel)[0])
+      taps = tf.nn.bias_add(
+          tf.matmul(dilated_rows, kernel * scale, transpose_b=True),
+          tf.matmul(offset[None], kernel, transpose_b=True)[0])
     else:
       taps = tf.matmul(self._activation_fn(normalization.normalize_rows(
-          self.local_bn, dilated_rows, training)), kernel)
+          self.local_bn, dilated_rows, training)), kernel, transpose_b=True)
     local_logit = sparse_ops.sum_taps(
         sparse_ops.scatter_padded(taps, dilated, shape), active, shape)
-    global_logit, _ = self.global_term(inputs, training)
+    global_logit, _ = self.global_term(inputs, training, mean)
     logit = (local_logit[:, None] + self.local_conv.bias +
              tf.gather(tf.reshape(global_logit, [-1, 1]),
                        active.indices[:, 0]))
