@@ -158,8 +158,12 @@ def settings_from_flags():
 def main(argv):
   del argv
   try:
-    config = run_config.make_config(settings_from_flags())
-    strategy = strategies.make_strategy(config["strategy"], FLAGS.tpu)
+    settings = settings_from_flags()
+    # First: MultiWorkerMirroredStrategy must exist before TF's runtime.
+    strategy = strategies.make_strategy(
+        settings.get("strategy") or run_config.COMMON_DEFAULTS["strategy"],
+        FLAGS.tpu)
+    config = run_config.make_config(settings)
     _, step, stopped = loop.train(
         config, FLAGS.train_log_dir, strategy, FLAGS.save_interval_secs,
         FLAGS.save_summaries_secs, FLAGS.log_every_n_steps)
@@ -167,6 +171,9 @@ def main(argv):
       sys.exit(128 + 15 if stopped == "SIGTERM" else 128 + 2)
     print(f"Trained to step {step} in {FLAGS.train_log_dir}")
     if FLAGS.eval_after_training and loop.is_chief(strategy):
+      # The chief alone: the other workers have finished.
+      if config["strategy"] == "multi_worker_mirrored":
+        strategy = strategies.make_strategy("default")
       EvaluationRun(FLAGS.train_log_dir,
                     os.path.join(FLAGS.train_log_dir, "eval"), strategy,
                     batch_size=FLAGS.eval_batch_size,

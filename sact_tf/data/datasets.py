@@ -153,7 +153,8 @@ def make_input_fn(name, split, global_batch_size, training, image_size=None,
     training: bool. Training shuffles, augments and repeats forever with
       full batches; evaluation is one pass, the last batch may be partial.
     image_size: int or None (the dataset's default).
-    num_examples: int or None, evaluate only the first `num_examples`.
+    num_examples: int or None, evaluate only the first `num_examples` (with
+      several input pipelines, as many in all, rounded up).
     seed: int or None, shuffling seed.
 
   Returns:
@@ -187,7 +188,8 @@ def make_input_fn(name, split, global_batch_size, training, image_size=None,
     if training:
       dataset = dataset.repeat()
     elif num_examples:
-      dataset = dataset.take(num_examples)
+      pipelines = input_context.num_input_pipelines if input_context else 1
+      dataset = dataset.take(-(-num_examples // pipelines))
     dataset = dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     return dataset.prefetch(tf.data.AUTOTUNE)
