@@ -37,21 +37,26 @@ import tensorflow as tf
 
 DEFAULT_EPS = 0.01
 
-SparseUpdate = collections.namedtuple("SparseUpdate",
-                                      ["state", "indices", "rows"])
+SparseUpdate = collections.namedtuple(
+    "SparseUpdate", ["state", "map", "indices", "rows", "dense"])
 SparseUpdate.__doc__ = """A SACT unit's new state, with its rows where it ran.
 
 A unit of `spatially_adaptive_computation_time` may return its new state in
 this form. Only the positions active during the unit can have a non-zero
 halting distribution `p^l`, so the block output `sum_l p^l F^l` is then
-accumulated at `indices` alone instead of over the whole map.
+accumulated at `indices` alone instead of over the whole map, unless the
+unit ran on the whole map anyway (`dense`).
 
 Fields:
   state: the new state, handed to the next unit as it is (a float
     `[batch, h, w, c]` map, or a structure that holds one).
+  map: float `[batch, h, w, c]`, the new state as a map.
   indices: int32 `[K, 3]`, `(b, h, w)` of (at least) the positions active
     during the unit; more entries may repeat a position with a zero row.
   rows: float `[K, c]`, the new state at `indices` (zero for extra entries).
+  dense: bool scalar tensor. True: the unit computed every position,
+    `indices` and `rows` are empty, and the output is accumulated from
+    `map` as for a plain state.
 """
 
 
@@ -278,8 +283,9 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   positions of its state unchanged (a residual unit multiplies its residual
   by the mask, or computes it only there). It may return its new state as a
   `SparseUpdate`; the output is then accumulated at those rows only, with
-  one scatter for all such units of the block. The state it passes on is
-  opaque here: whatever the next unit takes.
+  one scatter for all such units of the block (or from its map, where the
+  unit ran dense). The state it passes on is opaque here: whatever the
+  next unit takes.
 
   Args:
     inputs: float32 `[batch, H, W, C]`, the input state of the first unit.
@@ -322,6 +328,10 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
                         update.rows.dtype)
       sparse_indices.append(update.indices)
       sparse_rows.append(update.rows * weights[:, None])
+      outputs = tf.cond(
+          update.dense,
+          lambda o=outputs, u=update, d=distribution: o + _weighted(u.map, d),
+          lambda o=outputs: o)
     distributions.append(distribution)
   if sparse_rows:
     outputs = tf.tensor_scatter_nd_add(outputs, tf.concat(sparse_indices, 0),

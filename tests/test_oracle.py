@@ -47,7 +47,8 @@ def test_sparse_matches_original(case, sparse_kernels, oracle_dir,
                                  monkeypatch):
   case_dir = oracle_dir / case
   # Every unit with an active position runs the sparse kernels.
-  monkeypatch.setattr(halting_unit, "DENSE_ABOVE_COST", 1.01)
+  monkeypatch.setattr(halting_unit.HaltingUnit, "dense_above_cost",
+                      lambda self: 1.01)
   model = oracle.load_model(case_dir, execution="sparse",
                             sparse_kernels=sparse_kernels)
   reference = np.load(case_dir / "reference.npz")

@@ -29,6 +29,7 @@ class TestSparseOps:
     active = sparse_ops.active_set(tf.constant(mask))
     np.testing.assert_array_equal(active.indices,
                                   [[0, 1, 2], [1, 0, 0], [1, 2, 3]])
+    np.testing.assert_array_equal(active.rows, [6, 12, 12 + 11])
     # Padded layout: rows of (H + 2) x (W + 2) = 5 x 6 per image.
     np.testing.assert_array_equal(active.padded_rows,
                                   [2 * 6 + 3, 30 + 7, 30 + 3 * 6 + 4])
@@ -44,6 +45,7 @@ class TestSparseOps:
     assert active.indices.shape[0] == 8 and active.count == 6
     np.testing.assert_array_equal(active.valid, [True] * 6 + [False] * 2)
     np.testing.assert_array_equal(active.padded_rows[6:], 0)
+    np.testing.assert_array_equal(active.rows[6:], 0)
     assert [int(sparse_ops.bucket_capacity(c, 100, 8)) for c in
             (0, 1, 13, 14, 100)] == [13, 13, 13, 26, 104]
 
@@ -81,6 +83,7 @@ class TestSparseOps:
     rows = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     active = sparse_ops.ActiveSet(
         indices=tf.constant([[0, 1, 1], [1, 0, 1], [0, 0, 0]]),
+        rows=tf.constant([3, 5, 0]),
         padded_rows=tf.constant([(0 + 2) * 4 + 2, (4 + 1) * 4 + 2, 0]),
         valid=tf.constant([True, True, False]), count=tf.constant(2),
         has_dummies=True)
@@ -92,6 +95,8 @@ class TestSparseOps:
     np.testing.assert_array_equal(result, expected)
     padded = sparse_ops.scatter_padded(rows, active, shape)
     np.testing.assert_array_equal(padded, sparse_ops.to_padded(expected))
+    np.testing.assert_array_equal(sparse_ops.gather_rows(expected, active),
+                                  [[1, 2], [3, 4], [0, 0]])
 
 
 def tiny(family, execution, sparse_kernels="tf", depth="3", **kwargs):
@@ -128,7 +133,8 @@ def dense_and_sparse(family, kernels, flops_fraction=0.6, **kwargs):
 @pytest.fixture
 def always_sparse(monkeypatch):
   """Forces the sparse kernels (no dense fallback) and counts their runs."""
-  monkeypatch.setattr(halting_unit, "DENSE_ABOVE_COST", 1.01)
+  monkeypatch.setattr(halting_unit.HaltingUnit, "dense_above_cost",
+                      lambda self: 1.01)
   calls = []
   original = residual_unit.ResidualUnit.sparse_residual
 
@@ -231,7 +237,8 @@ def test_training_runs_dense():
 ])
 def test_skip_dense_or_sparse(monkeypatch, always_sparse, flops_fraction,
                               dense_above, runs):
-  monkeypatch.setattr(halting_unit, "DENSE_ABOVE_COST", dense_above)
+  monkeypatch.setattr(halting_unit.HaltingUnit, "dense_above_cost",
+                      lambda self: dense_above)
   dense, sparse = dense_and_sparse("cifar", "tf", flops_fraction)
   images = tf.random.stateless_normal([2, 16, 16, 3], [9, 10])
   assert_same(sparse(images, training=False), dense(images, training=False),

@@ -17,7 +17,9 @@ Reports ms per image, the FLOPs fraction (SACT / vanilla FLOPs), the
 wall-clock fraction (sparse / dense time), the efficiency (FLOPs fraction /
 wall-clock fraction), and a per-unit micro-benchmark (one unit of each
 block at set active fractions, against the ideal `sparse_cost`), as a
-table and as JSON (`--output`). Timings are medians over interleaved runs.
+table and as JSON (`--output`). The models run in interleaved rounds; times
+are medians over the rounds and ratios medians of the per-round ratios, so
+that the drifting speed of a shared machine cancels out.
 
   python tools/benchmark.py --output=benchmark.json
 """
@@ -49,7 +51,8 @@ flags.DEFINE_list("flops_fractions", ["0.25", "0.5", "0.75", "1.0"],
                   "Targets: SACT FLOPs as a fraction of vanilla FLOPs.")
 flags.DEFINE_list("sparse_kernels", ["tf"],
                   "Sparse kernels to time: tf, xla (or both).")
-flags.DEFINE_integer("repeats", 7, "Timed runs of each model (median).")
+flags.DEFINE_integer("repeats", 11,
+                     "Timed rounds (each model once per round).")
 flags.DEFINE_integer("warmup", 2, "Untimed runs before timing.")
 flags.DEFINE_bool("network_benchmark", True, "Time the whole networks.")
 flags.DEFINE_bool("unit_benchmark", True, "Run the per-unit benchmark.")
@@ -113,7 +116,12 @@ def machine():
 
 
 def time_interleaved(functions, args, repeats, warmup):
-  """Median seconds per call of each function, runs interleaved."""
+  """Seconds per call of each function, in rounds of one call each.
+
+  Returns:
+    `{name: [seconds of each round]}`. The machine's speed drifts (other
+    tenants of the host); compare functions by their per-round ratios.
+  """
   for fn in functions.values():
     for _ in range(warmup):
       tf.nest.map_structure(np.asarray, fn(*args))
@@ -123,7 +131,13 @@ def time_interleaved(functions, args, repeats, warmup):
       start = time.perf_counter()
       tf.nest.map_structure(np.asarray, fn(*args))
       times[name].append(time.perf_counter() - start)
-  return {name: float(np.median(t)) for name, t in times.items()}
+  return times
+
+
+def median_ratio(times, numerator, denominator):
+  """Median over the rounds of `times[numerator] / times[denominator]`."""
+  return float(np.median(np.asarray(times[numerator]) /
+                         np.asarray(times[denominator])))
 
 
 def network_benchmark(images):
@@ -160,20 +174,22 @@ def network_benchmark(images):
       for name in sparse:
         np.testing.assert_array_equal(outputs[f"sparse_{name}"]["flops"],
                                       outputs["dense"]["flops"])
-      seconds = time_interleaved(functions, (batch_images,), FLAGS.repeats,
-                                 FLAGS.warmup)
+      times = time_interleaved(functions, (batch_images,), FLAGS.repeats,
+                               FLAGS.warmup)
       row = {"batch": batch, "target": fraction,
              "flops_fraction": flops / vanilla_flops,
-             "ms_per_image": {k: 1000 * s / batch for k, s in seconds.items()},
+             "ms_per_image": {k: 1000 * float(np.median(t)) / batch
+                              for k, t in times.items()},
+             "dense_vs_vanilla": median_ratio(times, "dense", "vanilla"),
              "mean_units": {b.name: float(np.mean(
                  outputs["dense"][f"{b.name}/num_units"]))
                             for b in dense.blocks}}
       for name in sparse:
-        wall = seconds[f"sparse_{name}"] / seconds["dense"]
+        wall = median_ratio(times, f"sparse_{name}", "dense")
         row[f"sparse_{name}"] = {
             "wall_fraction": wall,
             "efficiency": row["flops_fraction"] / wall,
-            "vs_vanilla": seconds[f"sparse_{name}"] / seconds["vanilla"],
+            "vs_vanilla": median_ratio(times, f"sparse_{name}", "vanilla"),
             "max_abs_logit_diff": float(np.max(np.abs(
                 outputs[f"sparse_{name}"]["logits"] -
                 outputs["dense"]["logits"])))}
@@ -199,8 +215,9 @@ def unit_benchmark():
   model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
   rng = np.random.default_rng(FLAGS.seed)
   rows = []
-  saved = halting_unit.DENSE_ABOVE_COST
-  halting_unit.DENSE_ABOVE_COST = 2.0  # Time the sparse kernels themselves.
+  saved = halting_unit.HaltingUnit.dense_above_cost
+  # Time the sparse kernels themselves.
+  halting_unit.HaltingUnit.dense_above_cost = lambda self: 2.0
   try:
     for block in model.blocks:
       unit = block.units[1]
@@ -217,23 +234,24 @@ def unit_benchmark():
             functions[f"sparse_{k}"] = tf.function(
                 lambda u=unit, m=mask, k=k: u.sparse_call(
                     x, m, training=False, sparse_kernels=k))
-          seconds = time_interleaved(functions, (), 3 * FLAGS.repeats,
-                                     FLAGS.warmup)
+          times = time_interleaved(functions, (), 3 * FLAGS.repeats,
+                                   FLAGS.warmup)
           active = float(np.mean(mask))
           dilated = float(np.mean(masking.dilate_mask(mask)))
           ideal = float(unit.residual_unit.sparse_cost(active, dilated))
           row = {"block": block.name, "size": size, "depth": depth,
                  "batch": batch, "active": active, "dilated": dilated,
                  "ideal": ideal,
-                 "ms": {k: 1000 * s for k, s in seconds.items()}}
+                 "ms": {k: 1000 * float(np.median(t))
+                        for k, t in times.items()}}
           for k in FLAGS.sparse_kernels:
-            ratio = seconds[f"sparse_{k}"] / seconds["dense"]
+            ratio = median_ratio(times, f"sparse_{k}", "dense")
             row[f"sparse_{k}"] = {"ratio": ratio, "efficiency": ideal / ratio}
           rows.append(row)
           print(format_unit_row(row), flush=True)
       size = -(-size // 2)
   finally:
-    halting_unit.DENSE_ABOVE_COST = saved
+    halting_unit.HaltingUnit.dense_above_cost = saved
   return rows
 
 

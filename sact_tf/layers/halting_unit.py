@@ -14,11 +14,15 @@ from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
 SPARSE_KERNELS = ("auto", "xla", "tf")
 # Active sets are padded to one of this many capacities for XLA.
 NUM_BUCKETS = 8
-# Above this fraction of the branch's multiply-adds (`sparse_cost`), the
-# sparse unit's gathers and scatters cost more than they save: the unit
-# runs dense (masked) instead. Measured with tools/benchmark.py's per-unit
-# benchmark; see the README.
-DENSE_ABOVE_COST = 0.8
+# Above these fractions of the branch's multiply-adds (`sparse_cost`), the
+# sparse unit's gathers and scatters cost more than they save and the unit
+# runs dense (masked) instead: for units of at most 512 channels (whose
+# matmuls are cheap next to the gathers), and for wider ones. Measured on a
+# 2-core CPU with tools/benchmark.py's per-unit benchmark (ResNet-101
+# bottleneck units, batches 1 and 8); see the README.
+DENSE_ABOVE_COST_NARROW = 0.5
+DENSE_ABOVE_COST_WIDE = 0.8
+NARROW_DEPTH = 512
 # XLA-compiled sparse kernels, one per unit, kept outside the layers so that
 # they are not exported with them.
 _XLA_KERNELS = weakref.WeakKeyDictionary()
@@ -97,7 +101,7 @@ class HaltingUnit(keras.layers.Layer):
     rows of the positions of `residual_mask` (and, for the first conv, their
     3x3 dilation); the residual is scattered into the state. When no
     position of the batch is active the unit is skipped altogether; when so
-    many are that sparse execution cannot pay off (`DENSE_ABOVE_COST`), the
+    many are that sparse execution cannot pay off (`dense_above_cost`), the
     dense masked `call` runs. Outputs and FLOPs are those of
     `call(inputs, residual_mask)` up to float rounding of the active
     positions; the halting probability may be zero at the halted positions,
@@ -118,7 +122,8 @@ class HaltingUnit(keras.layers.Layer):
     Returns:
       `(outputs, halting_proba, flops)` as `call`, with `outputs` an
       `act.SparseUpdate` whose state is a `sparse_ops.MapState` and whose
-      rows are the new state at the active positions.
+      rows are the new state at the active positions (none when the unit
+      was skipped or ran dense).
     """
     kernels = resolve_sparse_kernels(sparse_kernels)
     state = sparse_ops.map_state(inputs)
@@ -135,29 +140,38 @@ class HaltingUnit(keras.layers.Layer):
         tf.cast(active.count, total.dtype) / total,
         tf.cast(dilated.count, total.dtype) / total)
 
+    channels = state.map.shape[-1]
+    no_rows = (tf.zeros([0, 3], tf.int32), tf.zeros([0, channels],
+                                                     state.map.dtype))
+
     def sparse():
       compute = (self._xla_kernel() if kernels == "xla" else
                  self._sparse_compute)
-      return compute(state, active, dilated, training)
+      new_state, rows, proba = compute(state, active, dilated, training)
+      return new_state, active.indices, rows, proba, tf.constant(False)
 
     def dense():
       outputs, proba, _ = self(state.map, residual_mask=residual_mask,
                                training=training)
-      rows = sparse_ops.zero_dummies(sparse_ops.gather_rows(outputs, active),
-                                     active)
-      new_state = sparse_ops.map_state(outputs)
-      return new_state, rows, self._proba_or_zeros(proba, outputs)
+      return (sparse_ops.map_state(outputs), *no_rows,
+              self._proba_or_zeros(proba, outputs), tf.constant(True))
 
     def skip():
-      rows = sparse_ops.zero_dummies(
-          sparse_ops.gather_rows(state.map, active), active)
-      return state, rows, self._proba_or_zeros(None, state.map)
+      return (state, *no_rows, self._proba_or_zeros(None, state.map),
+              tf.constant(False))
 
-    new_state, rows, proba = tf.cond(
+    new_state, indices, rows, proba, ran_dense = tf.cond(
         active.count > 0,
-        lambda: tf.cond(cost > DENSE_ABOVE_COST, dense, sparse), skip)
-    update = act.SparseUpdate(new_state, active.indices, rows)
+        lambda: tf.cond(cost > self.dense_above_cost(), dense, sparse), skip)
+    update = act.SparseUpdate(new_state, new_state.map, indices, rows,
+                              ran_dense)
     return update, (proba if self.halting_head is not None else None), flops
+
+  def dense_above_cost(self):
+    """The `sparse_cost` above which `sparse_call` runs the unit dense."""
+    if self.residual_unit.depth <= NARROW_DEPTH:
+      return DENSE_ABOVE_COST_NARROW
+    return DENSE_ABOVE_COST_WIDE
 
   def _proba_or_zeros(self, proba, state):
     """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""
@@ -166,11 +180,10 @@ class HaltingUnit(keras.layers.Layer):
   def _sparse_compute(self, state, active, dilated, training=None):
     """The sparse unit from the active sets.
 
-    The state is gathered once, at the dilated positions; the new state's
-    rows there (the residual added at the active entries, located with
-    `sparse_ops.locate`) feed the halting head, and its rows at the active
-    positions the block output. The spatial mean is updated from the
-    residual rows.
+    The state is gathered at the dilated positions for the residual branch;
+    the residual is scattered into the state, whose new rows at the dilated
+    positions feed the halting head and at the active positions the block
+    output. The spatial mean is updated from the residual rows.
 
     Args:
       state: `sparse_ops.MapState`.
@@ -182,21 +195,19 @@ class HaltingUnit(keras.layers.Layer):
       halting probability [batch, H, W, 1])`.
     """
     shape = tf.shape(state.map)
-    dilated_rows = sparse_ops.gather_rows(state.map, dilated)
     residual = sparse_ops.zero_dummies(self.residual_unit.sparse_residual(
-        state.map, active, dilated, dilated_rows, training), active)
+        state.map, active, dilated,
+        sparse_ops.gather_rows(state.map, dilated), training), active)
     new_state = sparse_ops.MapState(
         tf.tensor_scatter_nd_add(state.map, active.indices, residual),
         sparse_ops.add_to_mean(state.mean, residual, active, shape))
-    in_dilated = sparse_ops.locate(active, dilated, shape)
-    dilated_rows = tf.tensor_scatter_nd_add(dilated_rows, in_dilated[:, None],
-                                            residual)
-    rows = sparse_ops.zero_dummies(tf.gather(dilated_rows, in_dilated),
-                                   active)
+    rows = sparse_ops.zero_dummies(
+        sparse_ops.gather_rows(new_state.map, active), active)
     proba = None
     if self.halting_head is not None:
       proba = self.halting_head.sparse_call(
-          new_state.map, active, dilated, dilated_rows, new_state.mean,
+          new_state.map, active, dilated,
+          sparse_ops.gather_rows(new_state.map, dilated), new_state.mean,
           training)
     return new_state, rows, self._proba_or_zeros(proba, state.map)
 

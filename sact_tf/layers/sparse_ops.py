@@ -19,11 +19,14 @@ import collections
 import tensorflow as tf
 
 ActiveSet = collections.namedtuple(
-    "ActiveSet", ["indices", "padded_rows", "valid", "count", "has_dummies"])
+    "ActiveSet",
+    ["indices", "rows", "padded_rows", "valid", "count", "has_dummies"])
 ActiveSet.__doc__ = """Active positions of a map (see the module docstring).
 
 Fields:
   indices: int32 `[K, 3]`, the `(b, h, w)` of each entry (dummies: 0).
+  rows: int32 `[K]`, rows of the map flattened to `[batch * H * W, C]`
+    (dummies: 0).
   padded_rows: int32 `[K]`, rows in the padded layout (dummies: 0).
   valid: bool `[K]`, False for dummy entries.
   count: int32 scalar, the number of real entries.
@@ -54,8 +57,9 @@ def add_to_mean(mean, rows, active, shape):
   Returns:
     float `[batch, 1, 1, C]`.
   """
-  sums = tf.math.unsorted_segment_sum(zero_dummies(rows, active),
-                                      active.indices[:, 0], shape[0])
+  # A one-hot matmul: much faster than a segment sum on CPU.
+  images = tf.one_hot(active.indices[:, 0], shape[0], dtype=rows.dtype)
+  sums = tf.matmul(zero_dummies(images, active), rows, transpose_a=True)
   area = tf.cast(shape[1] * shape[2], rows.dtype)
   return mean + tf.reshape(sums / area, tf.shape(mean))
 
@@ -92,6 +96,7 @@ def active_set(mask, num_buckets=None):
   shape = tf.shape(mask, out_type=tf.int32)
   indices = tf.cast(tf.where(mask[:, :, :, 0] > 0), tf.int32)
   b, h, w = tf.unstack(indices, axis=1)
+  rows = (b * shape[1] + h) * shape[2] + w
   padded_rows = (b * (shape[1] + 2) + h + 1) * (shape[2] + 2) + w + 1
   count = tf.shape(indices)[0]
   valid = tf.ones_like(padded_rows, tf.bool)
@@ -99,34 +104,16 @@ def active_set(mask, num_buckets=None):
     pad = bucket_capacity(count, tf.reduce_prod(shape[:3]),
                           num_buckets) - count
     indices = tf.pad(indices, [[0, pad], [0, 0]])
+    rows = tf.pad(rows, [[0, pad]])
     padded_rows = tf.pad(padded_rows, [[0, pad]])
     valid = tf.pad(valid, [[0, pad]], constant_values=False)
-  return ActiveSet(indices, padded_rows, valid, count,
+  return ActiveSet(indices, rows, padded_rows, valid, count,
                    num_buckets is not None)
 
 
 def padded_size(shape):
   """Rows of the padded layout of a map of `shape` (int `[4]`)."""
   return shape[0] * (shape[1] + 2) * (shape[2] + 2)
-
-
-def locate(active, within, shape):
-  """Where each entry of `active` sits in `within` (a superset).
-
-  Args:
-    active: `ActiveSet`.
-    within: `ActiveSet` holding every real position of `active`.
-    shape: int `[4]`, the shape of the map.
-
-  Returns:
-    int32 `[K]`: `within` entry of each `active` entry (0 for dummies).
-  """
-  ids = tf.range(1, tf.shape(within.valid)[0] + 1)
-  if within.has_dummies:
-    ids = tf.where(within.valid, ids, 0)
-  table = tf.scatter_nd(within.padded_rows[:, None], ids,
-                        padded_size(shape)[None])
-  return tf.maximum(tf.gather(table, active.padded_rows) - 1, 0)
 
 
 def zero_dummies(rows, active):
@@ -147,7 +134,7 @@ def on_rows(fn, rows):
 
 def gather_rows(x, active):
   """The rows of `x` `[batch, H, W, C]` at the active positions: `[K, C]`."""
-  return tf.gather_nd(x, active.indices)
+  return tf.gather(tf.reshape(x, [-1, x.shape[-1]]), active.rows)
 
 
 def scatter_add(x, rows, active):
