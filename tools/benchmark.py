@@ -211,7 +211,6 @@ def unit_benchmark():
   """Dense vs sparse time of one (non-first) unit of every block."""
   model = models.imagenet_resnet(model=FLAGS.model, model_type="sact",
                                  base_channels=FLAGS.base_channels)
-  size = FLAGS.image_size // 4
   model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
   rng = np.random.default_rng(FLAGS.seed)
   rows = []
@@ -219,8 +218,12 @@ def unit_benchmark():
   # Time the sparse kernels themselves.
   halting_unit.HaltingUnit.dense_above_cost = lambda self: 2.0
   try:
-    for block in model.blocks:
+    for index, block in enumerate(model.blocks):
+      if len(block.units) < 2:
+        continue  # No unit of the block runs on a residual mask.
       unit = block.units[1]
+      # The stem and each block's first unit halve the resolution (SAME).
+      size = -(-FLAGS.image_size // (4 * 2**index))
       depth = unit.residual_unit.depth
       for batch in [int(b) for b in FLAGS.batch_sizes]:
         x = tf.constant(rng.normal(size=(batch, size, size, depth)),
@@ -249,7 +252,6 @@ def unit_benchmark():
             row[f"sparse_{k}"] = {"ratio": ratio, "efficiency": ideal / ratio}
           rows.append(row)
           print(format_unit_row(row), flush=True)
-      size = -(-size // 2)
   finally:
     halting_unit.HaltingUnit.dense_above_cost = saved
   return rows

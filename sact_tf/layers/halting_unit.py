@@ -14,15 +14,15 @@ from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
 SPARSE_KERNELS = ("auto", "xla", "tf")
 # Active sets are padded to one of this many capacities for XLA.
 NUM_BUCKETS = 8
-# Above these fractions of the branch's multiply-adds (`sparse_cost`), the
-# sparse unit's gathers and scatters cost more than they save and the unit
-# runs dense (masked) instead: for units of at most 512 channels (whose
-# matmuls are cheap next to the gathers), and for wider ones. Measured on a
-# 2-core CPU with tools/benchmark.py's per-unit benchmark (ResNet-101
-# bottleneck units, batches 1 and 8); see the README.
-DENSE_ABOVE_COST_NARROW = 0.5
-DENSE_ABOVE_COST_WIDE = 0.8
-NARROW_DEPTH = 512
+# Above a `sparse_cost` (the share of the branch's multiply-adds that
+# sparse execution does) the sparse unit's gathers and scatters cost more
+# than they save, and the unit runs dense (masked) instead. The break-even
+# rises with the width: the matmuls grow with channels squared, the gathers
+# and scatters with channels. `(max depth, threshold)` pairs, the first
+# that fits; wider units always run sparse. Measured on a 2-core CPU with
+# tools/benchmark.py's per-unit benchmark (ResNet-101 bottleneck units of
+# 256 to 2048 channels, batches 1 and 8); see the README.
+DENSE_ABOVE_COST = ((512, 0.5), (1024, 0.65))
 # XLA-compiled sparse kernels, one per unit, kept outside the layers so that
 # they are not exported with them.
 _XLA_KERNELS = weakref.WeakKeyDictionary()
@@ -151,10 +151,15 @@ class HaltingUnit(keras.layers.Layer):
       return new_state, active.indices, rows, proba, tf.constant(False)
 
     def dense():
-      outputs, proba, _ = self(state.map, residual_mask=residual_mask,
-                               training=training)
-      return (sparse_ops.map_state(outputs), *no_rows,
-              self._proba_or_zeros(proba, outputs), tf.constant(True))
+      outputs, _ = self.residual_unit(state.map, residual_mask=residual_mask,
+                                      training=training)
+      new_state = sparse_ops.map_state(outputs)
+      proba = None
+      if self.halting_head is not None:  # The mean is computed once.
+        proba, _ = self.halting_head(outputs, residual_mask=residual_mask,
+                                     training=training, mean=new_state.mean)
+      return (new_state, *no_rows, self._proba_or_zeros(proba, outputs),
+              tf.constant(True))
 
     def skip():
       return (state, *no_rows, self._proba_or_zeros(None, state.map),
@@ -169,9 +174,10 @@ class HaltingUnit(keras.layers.Layer):
 
   def dense_above_cost(self):
     """The `sparse_cost` above which `sparse_call` runs the unit dense."""
-    if self.residual_unit.depth <= NARROW_DEPTH:
-      return DENSE_ABOVE_COST_NARROW
-    return DENSE_ABOVE_COST_WIDE
+    for max_depth, threshold in DENSE_ABOVE_COST:
+      if self.residual_unit.depth <= max_depth:
+        return threshold
+    return float("inf")
 
   def _proba_or_zeros(self, proba, state):
     """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""

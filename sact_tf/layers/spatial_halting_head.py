@@ -28,6 +28,8 @@ class SpatialHaltingHead(HaltingHead):
     inputs: float32 `[batch, h, w, c]`, the unit's output.
     residual_mask: optional float32 `[batch, h, w, 1]`, the active positions.
     training: bool.
+    mean: optional float32 `[batch, 1, 1, c]`, the spatial mean of `inputs`
+      when it is already known.
 
   Returns:
     `(halting_proba, flops)`: float32 `[batch, h, w, 1]`, int64 `[batch]`.
@@ -46,11 +48,11 @@ class SpatialHaltingHead(HaltingHead):
     self.local_conv.build(input_shape)
     self._build_global(input_shape)
 
-  def call(self, inputs, residual_mask=None, training=None):
+  def call(self, inputs, residual_mask=None, training=None, mean=None):
     local = self._activation_fn(self.local_bn(inputs, training=training))
     local_logit, flops = self.local_conv(
         local, output_mask=residual_mask, training=training)
-    global_logit, global_flops = self.global_term(inputs, training)
+    global_logit, global_flops = self.global_term(inputs, training, mean)
     return tf.sigmoid(local_logit + global_logit), flops + global_flops
 
   def masked_flops(self, input_shape, residual_mask):

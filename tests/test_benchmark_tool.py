@@ -1,0 +1,60 @@
+"""tools/benchmark.py on a tiny ImageNet ResNet (subprocesses)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TOOL = str(REPO / "tools" / "benchmark.py")
+# Blocks of 1 unit (no unit runs on a residual mask) and of 4 units; wide
+# enough that the stem does not dominate the FLOPs.
+TINY = ["--model=1_4_4_1", "--base_channels=16", "--image_size=32",
+        "--batch_sizes=2", "--repeats=2", "--warmup=1"]
+
+
+def _run(args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.run([sys.executable, TOOL] + TINY + args, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_report(tmp_path):
+  output = tmp_path / "bench.json"
+  result = _run(["--flops_fractions=0.75,1.0", "--unit_fractions=0.5",
+                 "--sparse_kernels=tf,xla", f"--output={output}"])
+  assert result.returncode == 0, result.stderr
+  report = json.loads(output.read_text())
+  network = report["network"]
+  assert [row["target"] for row in network] == [0.75, 1.0]
+  # The bisected bias hits the target; nothing halts at 1.0 (the halting
+  # heads' FLOPs come on top of the vanilla network's).
+  assert abs(network[0]["flops_fraction"] - 0.75) < 0.05
+  assert network[1]["flops_fraction"] > 1.0
+  for row in network:
+    for kernels in ("sparse_tf", "sparse_xla"):
+      assert row[kernels]["max_abs_logit_diff"] < 1e-4
+      assert row[kernels]["efficiency"] == (
+          row["flops_fraction"] / row[kernels]["wall_fraction"])
+  units = report["units"]
+  assert [(u["block"], u["size"]) for u in units] == [("block2", 4),
+                                                      ("block3", 2)]
+  for u in units:
+    assert 0 < u["active"] <= u["dilated"] <= 1
+    assert u["active"] <= u["ideal"] <= u["dilated"]
+  assert "wall" in result.stdout and "efficiency" in result.stdout
+
+
+def test_bad_input_is_one_line(tmp_path):
+  existing = tmp_path / "bench.json"
+  existing.write_text("keep")
+  for args, needle in [(["--sparse_kernels=cuda"], "'cuda'"),
+                       ([f"--output={existing}"], str(existing)),
+                       (["--images=/nonexistent/*.jpg"], "/nonexistent")]:
+    result = _run(args + ["--network_benchmark=false",
+                          "--unit_benchmark=false"])
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("benchmark: error: ") and needle in last, last
+  assert existing.read_text() == "keep"
