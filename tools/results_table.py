@@ -1,0 +1,101 @@
+"""Tabulates the evaluations of training runs: accuracy against FLOPs.
+
+For each run directory of `tools/train.py` (evaluated: `<run>/eval/
+metrics.json`, written by the training's final evaluation or by
+`tools/evaluate.py`), one row: the model type, `tau`, the accuracy, the mean
+FLOPs per image, the FLOPs as a fraction of the same network without
+halting (a vanilla model of the run's architecture, counted on one input of
+the run's size), and for SACT the mean ponder cost on the object and on the
+background (datasets with object boxes: the offline cluttered digits). The
+README's results table is this tool's output:
+
+  for tau in 0.01 0.05 0.1; do
+    python tools/train.py --config=digits_sact --tau=$tau \\
+        --train_log_dir=runs/digits_sact_$tau
+  done
+  python tools/results_table.py runs/digits_*
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+import numpy as np
+import tensorflow as tf
+
+from sact_tf.training import run_config
+
+METRICS_FILE = os.path.join("eval", "metrics.json")
+
+
+def vanilla_flops(config):
+  """FLOPs per image of the run's network without halting (int)."""
+  vanilla = dict(config, model_kwargs=dict(
+      config["model_kwargs"], model_type="vanilla", tau=None))
+  model = run_config.build_model(vanilla)
+  size = config["image_size"]
+  outputs = model(tf.zeros([1, size, size, 3]), training=False)
+  return int(outputs["flops"][0])
+
+
+def run_row(run_dir):
+  """The table row of one evaluated run directory (dict)."""
+  config = run_config.read_config(run_dir)
+  path = os.path.join(run_dir, METRICS_FILE)
+  if not os.path.isfile(path):
+    raise ValueError(f"{run_dir!r} has no {METRICS_FILE}: evaluate it with "
+                     f"tools/evaluate.py --checkpoint_dir={run_dir} "
+                     f"--evaluate_once")
+  with open(path, encoding="utf-8") as f:
+    metrics = json.load(f)["metrics"]
+  kwargs = config["model_kwargs"]
+  adaptive = kwargs["model_type"] != "vanilla"
+  flops = metrics["Total Flops/mean"]
+  return {
+      "run": os.path.basename(os.path.normpath(run_dir)),
+      "model_type": kwargs["model_type"],
+      "tau": kwargs["tau"] if adaptive else None,
+      "accuracy": metrics["eval/Accuracy"],
+      "flops": flops,
+      "flops_fraction": flops / vanilla_flops(config),
+      "ponder_object": metrics.get("eval/ponder_cost_map/object_mean"),
+      "ponder_background": metrics.get(
+          "eval/ponder_cost_map/background_mean"),
+  }
+
+
+def _cell(value, fmt):
+  return "" if value is None else format(value, fmt)
+
+
+def markdown(rows):
+  """The rows as a Markdown table (str)."""
+  lines = ["| run | model | tau | accuracy | FLOPs/image | FLOPs vs vanilla "
+           "| ponder cost on the digit | on the background |",
+           "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(
+        f"| {r['run']} | {r['model_type']} | {_cell(r['tau'], 'g')} | "
+        f"{r['accuracy']:.3f} | {r['flops'] / 1e6:.2f}M | "
+        f"{r['flops_fraction']:.0%} | {_cell(r['ponder_object'], '.2f')} | "
+        f"{_cell(r['ponder_background'], '.2f')} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  run_dirs = argv[1:]
+  try:
+    if not run_dirs:
+      raise ValueError("give the run directories to tabulate, e.g. "
+                       "python tools/results_table.py runs/*")
+    rows = [run_row(d) for d in run_dirs]
+  except ValueError as e:
+    sys.exit(f"results_table: error: {e}")
+  rows.sort(key=lambda r: (r["model_type"] != "vanilla", r["model_type"],
+                           -np.inf if r["tau"] is None else r["tau"]))
+  print(markdown(rows))
+
+
+if __name__ == "__main__":
+  app.run(main)
