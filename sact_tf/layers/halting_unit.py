@@ -201,11 +201,11 @@ class HaltingUnit(keras.layers.Layer):
       halting probability [batch, H, W, 1])`.
     """
     shape = tf.shape(state.map)
-    residual = sparse_ops.zero_dummies(self.residual_unit.sparse_residual(
+    residual = self.residual_unit.sparse_residual(
         state.map, active, dilated,
-        sparse_ops.gather_rows(state.map, dilated), training), active)
+        sparse_ops.gather_rows(state.map, dilated), training)
     new_state = sparse_ops.MapState(
-        tf.tensor_scatter_nd_add(state.map, active.indices, residual),
+        sparse_ops.scatter_add(state.map, residual, active),
         sparse_ops.add_to_mean(state.mean, residual, active, shape))
     rows = sparse_ops.zero_dummies(
         sparse_ops.gather_rows(new_state.map, active), active)
