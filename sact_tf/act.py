@@ -274,7 +274,7 @@ def adaptive_computation_early_stopping(inputs, unit, max_units,
 
 
 def spatially_adaptive_computation_time(inputs, unit, max_units,
-                                        eps=DEFAULT_EPS):
+                                        eps=DEFAULT_EPS, halted_flops=None):
   """ACT applied to every spatial position of a block (SACT, Alg. 2).
 
   The unit is called as `unit(state, unit_idx, residual_mask=mask)`, with
@@ -282,16 +282,24 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   mask of the positions not yet halted: the unit must leave the other
   positions of its state unchanged (a residual unit multiplies its residual
   by the mask, or computes it only there). It may return its new state as a
-  `SparseUpdate`; the output is then accumulated at those rows only, with
-  one scatter for all such units of the block (or from its map, where the
-  unit ran dense). The state it passes on is opaque here: whatever the
-  next unit takes.
+  `SparseUpdate` (the first unit too); the output is then accumulated at
+  those rows only, with one scatter for all such units of the block (or
+  from its map, where the unit ran dense). The state it passes on is opaque
+  here: whatever the next unit takes.
 
   Args:
     inputs: float32 `[batch, H, W, C]`, the input state of the first unit.
     unit: callable, see above.
     max_units: int, number of units `L`.
     eps: float, see `adaptive_computation_time`. Defaults to 0.01.
+    halted_flops: optional callable, `halted_flops(unit_idx, mask)` -> int64
+      `[batch]`: the FLOPs a unit counts when `mask` (all zeros) leaves it
+      no active position. When given, each unit after the first runs inside
+      `tf.cond` only while some position of the batch is still active; once
+      none is, the unit is skipped (the halting math of a unit with no
+      active position changes nothing). The unit's state must then have
+      the same structure before and after it. Defaults to None: every unit
+      runs, as in the original.
 
   Returns:
     ponder_cost: float32 `[batch, h, w]`.
@@ -302,37 +310,57 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   """
   _check_eps(eps)
   state, proba, flops = unit(inputs, 0, residual_mask=None)
-  shape = tf.shape(state)[:3]
-  dtype = state.dtype
+  first_map = state.map if isinstance(state, SparseUpdate) else state
+  if isinstance(state, SparseUpdate):
+    state = state.state
+  shape = tf.shape(first_map)[:3]
+  dtype = first_map.dtype
   halting = _HaltingState(shape, eps, halting_dtype(dtype))
-  distributions = []
-  outputs = None
+  distribution = halting.step(_reshape_proba(proba, shape, max_units == 1))
+  outputs = _weighted(first_map, distribution)
+  distributions = [distribution]
+  no_indices = tf.zeros([0, 3], tf.int32)
+  no_rows = tf.zeros([0, first_map.shape[-1]], dtype)
   # Sparse contributions to the output, scattered once after the loop.
   sparse_indices, sparse_rows = [], []
-  for unit_idx in range(max_units):
-    update = None
-    if unit_idx:
-      mask = tf.expand_dims(
-          tf.cast(tf.logical_not(halting.finished), dtype), -1)
-      state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
-      flops += unit_flops
-      if isinstance(state, SparseUpdate):
-        update, state = state, state.state
+
+  def run(unit_idx, mask, state, outputs, flops, values):
+    """One unit and its halting step; returns the loop variables."""
+    halting.set_tuple(values)
+    state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
     distribution = halting.step(
         _reshape_proba(proba, shape, unit_idx == max_units - 1))
-    if update is None:
-      weighted = _weighted(state, distribution)
-      outputs = weighted if outputs is None else outputs + weighted
+    if not isinstance(state, SparseUpdate):
+      return (state, outputs + _weighted(state, distribution),
+              flops + unit_flops, halting.as_tuple(), distribution,
+              no_indices, no_rows)
+    update = state
+    weights = tf.cast(tf.gather_nd(distribution, update.indices),
+                      update.rows.dtype)
+    outputs = tf.cond(update.dense,
+                      lambda: outputs + _weighted(update.map, distribution),
+                      lambda: outputs)
+    return (update.state, outputs, flops + unit_flops, halting.as_tuple(),
+            distribution, update.indices, update.rows * weights[:, None])
+
+  for unit_idx in range(1, max_units):
+    mask = tf.expand_dims(tf.cast(tf.logical_not(halting.finished), dtype),
+                          -1)
+    args = (unit_idx, mask, state, outputs, flops, halting.as_tuple())
+    if halted_flops is None:
+      result = run(*args)
     else:
-      weights = tf.cast(tf.gather_nd(distribution, update.indices),
-                        update.rows.dtype)
-      sparse_indices.append(update.indices)
-      sparse_rows.append(update.rows * weights[:, None])
-      outputs = tf.cond(
-          update.dense,
-          lambda o=outputs, u=update, d=distribution: o + _weighted(u.map, d),
-          lambda o=outputs: o)
-    distributions.append(distribution)
+      result = tf.cond(
+          tf.reduce_all(halting.finished),
+          lambda a=args: (a[2], a[3], a[4] + halted_flops(a[0], a[1]), a[5],
+                          tf.zeros_like(distribution), no_indices, no_rows),
+          lambda a=args: run(*a))
+    state, outputs, flops, values, unit_distribution, indices, rows = result
+    halting.set_tuple(values)
+    distributions.append(unit_distribution)
+    if indices is not no_indices:  # A sparse unit, or one in tf.cond.
+      sparse_indices.append(indices)
+      sparse_rows.append(rows)
   if sparse_rows:
     outputs = tf.tensor_scatter_nd_add(outputs, tf.concat(sparse_indices, 0),
                                        tf.concat(sparse_rows, 0))

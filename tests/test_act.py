@@ -208,3 +208,34 @@ class TestSpatiallyAdaptiveComputationTime:
                                   tf.reshape(flat_units, [3, 4, 2]))
     np.testing.assert_allclose(distrib, tf.reshape(flat_distrib, [3, 4, 2, 4]),
                                atol=1e-6)
+
+  def test_halted_units_are_skipped_in_a_graph(self):
+    # Every position halts after the second unit: with `halted_flops`, the
+    # last three units are not run, and only their halted FLOPs counted.
+    calls = tf.Variable(0)
+    sh = [2, 3, 2, 1]
+    probas = [0.4, 0.7, 0.5, 0.5, 0.5]
+
+    def unit(x, unit_idx, residual_mask=None):
+      calls.assign_add(1)
+      return (x + 1.0, tf.fill(sh, probas[unit_idx]),
+              tf.fill([2], tf.constant(10, tf.int64)))
+
+    def halted_flops(unit_idx, mask):
+      del mask  # All zeros.
+      return tf.fill([2], tf.cast(unit_idx, tf.int64))
+
+    inputs = tf.zeros(sh)
+    expected = act.spatially_adaptive_computation_time(inputs, unit, 5)
+    calls.assign(0)
+    skipping = tf.function(lambda x: act.spatially_adaptive_computation_time(
+        x, unit, 5, halted_flops=halted_flops))(inputs)
+    assert calls.numpy() == 2
+    cost, num_units, flops, distrib, outputs = skipping
+    np.testing.assert_allclose(cost, expected[0])
+    np.testing.assert_array_equal(num_units, expected[1])
+    np.testing.assert_array_equal(flops, [20 + 2 + 3 + 4] * 2)
+    np.testing.assert_allclose(distrib, expected[3])
+    np.testing.assert_allclose(outputs, expected[4])
+    np.testing.assert_allclose(outputs, 0.4 * 1 + 0.6 * 2 + tf.zeros(sh),
+                               rtol=1e-6)

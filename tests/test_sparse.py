@@ -246,6 +246,23 @@ def test_skip_dense_or_sparse(monkeypatch, always_sparse, flops_fraction,
   assert bool(always_sparse) == bool(runs)
 
 
+def test_block_skips_units_once_every_position_halted(monkeypatch):
+  dense, sparse = dense_and_sparse("imagenet", "tf", 0.0)
+  masked_calls = []
+  original = halting_unit.HaltingUnit.sparse_call
+
+  def counted(self, inputs, residual_mask, **kwargs):
+    masked_calls.append(residual_mask is not None)
+    return original(self, inputs, residual_mask, **kwargs)
+
+  monkeypatch.setattr(halting_unit.HaltingUnit, "sparse_call", counted)
+  images = tf.random.stateless_normal([2, 16, 16, 3], [9, 10])
+  assert_same(sparse(images, training=False), dense(images, training=False),
+              atol=1e-5)
+  # Eager: only the first unit of each block ran.
+  assert masked_calls == [False] * len(sparse.blocks)
+
+
 def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse):
   from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
   _, sparse = dense_and_sparse("cifar", "tf", depth="2")

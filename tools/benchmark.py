@@ -39,6 +39,7 @@ import tensorflow as tf
 from sact_tf import models
 from sact_tf.layers import halting_unit
 from sact_tf.layers import masking
+from sact_tf.layers import sparse_ops
 from sact_tf.utils import files
 from sact_tf.utils import halting_calibration
 
@@ -228,15 +229,19 @@ def unit_benchmark():
       for batch in [int(b) for b in FLAGS.batch_sizes]:
         x = tf.constant(rng.normal(size=(batch, size, size, depth)),
                         tf.float32)
+        # In a network a unit receives the state with its mean.
+        state = sparse_ops.map_state(x)
         for fraction in [float(f) for f in FLAGS.unit_fractions]:
           mask = tf.constant(smooth_mask((batch, size, size, 1), fraction,
                                          rng))
+          # Both return the new state map and the halting probabilities.
           functions = {"dense": tf.function(
-              lambda u=unit, m=mask: u(x, residual_mask=m, training=False))}
+              lambda u=unit, m=mask: u(x, residual_mask=m,
+                                       training=False)[:2])}
           for k in FLAGS.sparse_kernels:
             functions[f"sparse_{k}"] = tf.function(
-                lambda u=unit, m=mask, k=k: u.sparse_call(
-                    x, m, training=False, sparse_kernels=k))
+                lambda u=unit, m=mask, k=k: _map_and_proba(u.sparse_call(
+                    state, m, training=False, sparse_kernels=k)))
           times = time_interleaved(functions, (), 3 * FLAGS.repeats,
                                    FLAGS.warmup)
           active = float(np.mean(mask))
@@ -255,6 +260,12 @@ def unit_benchmark():
   finally:
     halting_unit.HaltingUnit.dense_above_cost = saved
   return rows
+
+
+def _map_and_proba(sparse_result):
+  """The new state map and probabilities of a `sparse_call` result."""
+  update, proba, _ = sparse_result
+  return update.map, proba
 
 
 def format_network_row(row):

@@ -1,6 +1,9 @@
 """A block of residual units run with vanilla, ACT or SACT semantics."""
 
+import functools
+
 import keras
+import tensorflow as tf
 
 from sact_tf import act
 from sact_tf.layers.halting_unit import resolve_sparse_kernels
@@ -99,20 +102,32 @@ class AdaptiveBlock(keras.layers.Layer):
 
     def run_unit(state, unit_idx, residual_mask=None):
       unit = self.units[unit_idx]
-      if sparse and residual_mask is not None:
+      if sparse:
         return unit.sparse_call(state, residual_mask, training=training,
                                 sparse_kernels=self.sparse_kernels)
       return unit(state, residual_mask=residual_mask, training=training)
 
-    halting_fn = {
-        "act": act.adaptive_computation_time_wrapper,
-        "act_early_stopping": act.adaptive_computation_early_stopping,
-        "sact": act.spatially_adaptive_computation_time,
-    }[self.model_type]
+    if self.model_type == "sact":
+      halting_fn = act.spatially_adaptive_computation_time
+      if sparse:  # Units with no active position are skipped altogether.
+        halting_fn = functools.partial(halting_fn,
+                                       halted_flops=self._halted_flops)
+    else:
+      halting_fn = {
+          "act": act.adaptive_computation_time_wrapper,
+          "act_early_stopping": act.adaptive_computation_early_stopping,
+      }[self.model_type]
     ponder_cost, num_units, flops, distribution, outputs = halting_fn(
         inputs, run_unit, len(self.units), eps=self.eps)
     return {"outputs": outputs, "flops": flops, "ponder_cost": ponder_cost,
             "num_units": num_units, "halting_distribution": distribution}
+
+  def _halted_flops(self, unit_idx, residual_mask):
+    """The FLOPs unit `unit_idx` counts with no active position."""
+    unit = self.units[unit_idx]
+    shape = tf.concat([tf.shape(residual_mask)[:3],
+                       [unit.residual_unit.depth_in]], 0)
+    return unit.masked_flops(shape, residual_mask)
 
   def get_config(self):
     config = super().get_config()

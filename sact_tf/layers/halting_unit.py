@@ -111,7 +111,9 @@ class HaltingUnit(keras.layers.Layer):
       inputs: float32 `[batch, H, W, C]`, the block state, or the
         `sparse_ops.MapState` a previous sparse unit returned.
       residual_mask: float32 `[batch, H, W, 1]`, the positions not yet
-        halted.
+        halted, or None for the first unit of a block: then `call` runs on
+        every position and the mean of its output is kept for the next
+        unit.
       training: bool, batch norm mode (batch statistics would be those of
         the active rows, not of the whole map as in `call`).
       sparse_kernels: str. `"tf"`: TensorFlow kernels on exactly the active
@@ -126,51 +128,69 @@ class HaltingUnit(keras.layers.Layer):
       was skipped or ran dense).
     """
     kernels = resolve_sparse_kernels(sparse_kernels)
+    if residual_mask is None:
+      new_state, proba, flops = self._dense_update(inputs, None, None,
+                                                   training)
+      return (act.SparseUpdate(new_state, new_state.map,
+                               *self._no_rows(new_state.map),
+                               tf.constant(True)), proba, flops)
     state = sparse_ops.map_state(inputs)
     shape = tf.shape(state.map)
-    flops = self.residual_unit.masked_flops(shape, residual_mask)
-    if self.halting_head is not None:
-      flops += self.halting_head.masked_flops(shape, residual_mask)
     dilated_mask = masking.dilate_mask(residual_mask)
-    num_buckets = NUM_BUCKETS if kernels == "xla" else None
-    active = sparse_ops.active_set(residual_mask, num_buckets)
-    dilated = sparse_ops.active_set(dilated_mask, num_buckets)
+    flops = self.masked_flops(shape, residual_mask, dilated_mask)
+    # Only counts are needed to choose how to run the unit; the active sets
+    # are found in the sparse branch alone.
     total = tf.cast(tf.reduce_prod(shape[:3]), residual_mask.dtype)
+    active_count = tf.reduce_sum(residual_mask)
     cost = self.residual_unit.sparse_cost(
-        tf.cast(active.count, total.dtype) / total,
-        tf.cast(dilated.count, total.dtype) / total)
-
-    channels = state.map.shape[-1]
-    no_rows = (tf.zeros([0, 3], tf.int32), tf.zeros([0, channels],
-                                                     state.map.dtype))
-
-    def sparse():
-      compute = (self._xla_kernel() if kernels == "xla" else
-                 self._sparse_compute)
-      new_state, rows, proba = compute(state, active, dilated, training)
-      return new_state, active.indices, rows, proba, tf.constant(False)
-
-    def dense():
-      outputs, _ = self.residual_unit(state.map, residual_mask=residual_mask,
-                                      training=training)
-      new_state = sparse_ops.map_state(outputs)
-      proba = None
-      if self.halting_head is not None:  # The mean is computed once.
-        proba, _ = self.halting_head(outputs, residual_mask=residual_mask,
-                                     training=training, mean=new_state.mean)
-      return (new_state, *no_rows, self._proba_or_zeros(proba, outputs),
-              tf.constant(True))
+        active_count / total, tf.reduce_sum(dilated_mask) / total)
+    no_rows = self._no_rows(state.map)
 
     def skip():
       return (state, *no_rows, self._proba_or_zeros(None, state.map),
               tf.constant(False))
 
+    def dense():
+      new_state, proba, _ = self._dense_update(state.map, residual_mask,
+                                               dilated_mask, training)
+      return (new_state, *no_rows, self._proba_or_zeros(proba, state.map),
+              tf.constant(True))
+
+    def sparse():
+      num_buckets = NUM_BUCKETS if kernels == "xla" else None
+      active = sparse_ops.active_set(residual_mask, num_buckets)
+      dilated = sparse_ops.active_set(dilated_mask, num_buckets)
+      compute = (self._xla_kernel() if kernels == "xla" else
+                 self._sparse_compute)
+      new_state, rows, proba = compute(state, active, dilated, training)
+      return new_state, active.indices, rows, proba, tf.constant(False)
+
+    # tf.cond, not tf.switch_case: a Case op kept its variables unfrozen
+    # in the TFLite conversion (TF 2.20).
     new_state, indices, rows, proba, ran_dense = tf.cond(
-        active.count > 0,
+        active_count > 0,
         lambda: tf.cond(cost > self.dense_above_cost(), dense, sparse), skip)
     update = act.SparseUpdate(new_state, new_state.map, indices, rows,
                               ran_dense)
     return update, (proba if self.halting_head is not None else None), flops
+
+  def masked_flops(self, input_shape, residual_mask, dilated_mask=None):
+    """The FLOPs `call` counts with `residual_mask`, without computing.
+
+    Args:
+      input_shape: int `[4]` tensor, the unit's input shape (stride 1).
+      residual_mask: float32 `[batch, H, W, 1]`.
+      dilated_mask: optional float32 `[batch, H, W, 1]`, its 3x3 dilation
+        when it is already known.
+
+    Returns:
+      int64 `[batch]`: those of the unit and of its halting head.
+    """
+    flops = self.residual_unit.masked_flops(input_shape, residual_mask,
+                                            dilated_mask)
+    if self.halting_head is not None:
+      flops += self.halting_head.masked_flops(input_shape, residual_mask)
+    return flops
 
   def dense_above_cost(self):
     """The `sparse_cost` above which `sparse_call` runs the unit dense."""
@@ -178,6 +198,29 @@ class HaltingUnit(keras.layers.Layer):
       if self.residual_unit.depth <= max_depth:
         return threshold
     return float("inf")
+
+  def _dense_update(self, inputs, residual_mask, dilated_mask, training):
+    """`call` on every position, its output's mean computed once.
+
+    Returns:
+      `(sparse_ops.MapState, halting_proba or None, flops)`.
+    """
+    outputs, flops = self.residual_unit(
+        inputs, residual_mask=residual_mask, training=training,
+        dilated_mask=dilated_mask)
+    new_state = sparse_ops.map_state(outputs)
+    proba = None
+    if self.halting_head is not None:
+      proba, head_flops = self.halting_head(
+          outputs, residual_mask=residual_mask, training=training,
+          mean=new_state.mean)
+      flops += head_flops
+    return new_state, proba, flops
+
+  def _no_rows(self, state):
+    """Empty `(indices, rows)` of a `SparseUpdate` of a `state` map."""
+    return (tf.zeros([0, 3], tf.int32),
+            tf.zeros([0, state.shape[-1]], state.dtype))
 
   def _proba_or_zeros(self, proba, state):
     """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""

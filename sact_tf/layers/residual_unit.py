@@ -34,6 +34,8 @@ class ResidualUnit(keras.layers.Layer):
     inputs: float32 `[batch, H, W, c_in]`.
     residual_mask: optional float32 `[batch, H, W, 1]`; needs stride 1.
     training: bool.
+    dilated_mask: optional float32 `[batch, H, W, 1]`, the 3x3 dilation of
+      `residual_mask` when it is already known.
 
   Returns:
     `(outputs, flops)`: float32 `[batch, H / stride, W / stride, depth]`,
@@ -64,7 +66,7 @@ class ResidualUnit(keras.layers.Layer):
       conv.build(shape)
       shape = conv.compute_output_shape(shape)[0]
 
-  def call(self, inputs, residual_mask=None, training=None):
+  def call(self, inputs, residual_mask=None, training=None, dilated_mask=None):
     if residual_mask is not None and self.stride != 1:
       raise ValueError(
           f"a residual_mask needs stride 1, the unit {self.name!r} has "
@@ -72,7 +74,8 @@ class ResidualUnit(keras.layers.Layer):
     preact = self.preactivate(inputs, training)
     shortcut, flops = self.shortcut(inputs, preact, training)
     residual = preact
-    for conv, mask in zip(self.convs, self._conv_masks(residual_mask)):
+    for conv, mask in zip(self.convs,
+                          self._conv_masks(residual_mask, dilated_mask)):
       residual, conv_flops = conv(residual, output_mask=mask,
                                   training=training)
       flops += conv_flops
@@ -84,26 +87,30 @@ class ResidualUnit(keras.layers.Layer):
     """`preact` batch norm and the activation."""
     return self._activation_fn(self.preact(inputs, training=training))
 
-  def _conv_masks(self, residual_mask):
+  def _conv_masks(self, residual_mask, dilated_mask=None):
     """Output mask of each conv: the 3x3 dilation for the first."""
     if residual_mask is None:
       return [None] * len(self.convs)
-    return [masking.dilate_mask(residual_mask)] + [residual_mask] * (
-        len(self.convs) - 1)
+    if dilated_mask is None:
+      dilated_mask = masking.dilate_mask(residual_mask)
+    return [dilated_mask] + [residual_mask] * (len(self.convs) - 1)
 
-  def masked_flops(self, input_shape, residual_mask):
+  def masked_flops(self, input_shape, residual_mask, dilated_mask=None):
     """The FLOPs `call` counts with `residual_mask`, without computing.
 
     Args:
       input_shape: int `[4]` tensor, the unit's input shape (stride 1).
       residual_mask: float32 `[batch, H, W, 1]`.
+      dilated_mask: optional float32 `[batch, H, W, 1]`, its 3x3 dilation
+        when it is already known.
 
     Returns:
       int64 `[batch]`.
     """
     return tf.add_n([
         conv.flops(input_shape, mask)
-        for conv, mask in zip(self.convs, self._conv_masks(residual_mask))])
+        for conv, mask in zip(self.convs,
+                              self._conv_masks(residual_mask, dilated_mask))])
 
   def sparse_cost(self, active_fraction, dilated_fraction):
     """Fraction of the branch's multiply-adds that sparse execution does.
