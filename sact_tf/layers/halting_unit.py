@@ -175,17 +175,7 @@ class HaltingUnit(keras.layers.Layer):
     return update, (proba if self.halting_head is not None else None), flops
 
   def masked_flops(self, input_shape, residual_mask, dilated_mask=None):
-    """The FLOPs `call` counts with `residual_mask`, without computing.
-
-    Args:
-      input_shape: int `[4]` tensor, the unit's input shape (stride 1).
-      residual_mask: float32 `[batch, H, W, 1]`.
-      dilated_mask: optional float32 `[batch, H, W, 1]`, its 3x3 dilation
-        when it is already known.
-
-    Returns:
-      int64 `[batch]`: those of the unit and of its halting head.
-    """
+    """`ResidualUnit.masked_flops` plus those of the halting head."""
     flops = self.residual_unit.masked_flops(input_shape, residual_mask,
                                             dilated_mask)
     if self.halting_head is not None:
