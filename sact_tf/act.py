@@ -310,9 +310,10 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   """
   _check_eps(eps)
   state, proba, flops = unit(inputs, 0, residual_mask=None)
-  first_map = state.map if isinstance(state, SparseUpdate) else state
   if isinstance(state, SparseUpdate):
-    state = state.state
+    first_map, state = state.map, state.state
+  else:
+    first_map = state
   shape = tf.shape(first_map)[:3]
   dtype = first_map.dtype
   halting = _HaltingState(shape, eps, halting_dtype(dtype))

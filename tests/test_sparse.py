@@ -263,6 +263,21 @@ def test_block_skips_units_once_every_position_halted(monkeypatch):
   assert masked_calls == [False] * len(sparse.blocks)
 
 
+@pytest.mark.parametrize("model_type", ["act", "act_early_stopping"])
+def test_act_models_ignore_sparse_execution(model_type):
+  keras.utils.set_random_seed(0)
+  dense, sparse = [models.cifar_resnet("2", num_classes=5,
+                                       model_type=model_type, base_channels=4,
+                                       execution=e) for e in ("dense", "sparse")]
+  images = tf.random.stateless_normal([2, 16, 16, 3], [11, 12])
+  dense(images)
+  sparse.build((None, None, None, 3))
+  for a, b in zip(sparse.variables, dense.variables):
+    a.assign(b)
+  assert_same(sparse(images, training=False), dense(images, training=False),
+              atol=0)
+
+
 def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse):
   from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
   _, sparse = dense_and_sparse("cifar", "tf", depth="2")

@@ -98,7 +98,8 @@ class AdaptiveBlock(keras.layers.Layer):
         flops += unit_flops
       return {"outputs": state, "flops": flops}
 
-    sparse = self.execution == "sparse" and not training
+    sparse = (self.model_type == "sact" and self.execution == "sparse" and
+              not training)
 
     def run_unit(state, unit_idx, residual_mask=None):
       unit = self.units[unit_idx]
