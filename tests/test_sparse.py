@@ -75,9 +75,11 @@ class TestSparseOps:
                       [2, 6, 5, 9])
     result = sparse_ops.sum_taps(sparse_ops.to_padded(taps), active,
                                  tf.shape(x))
-    expected = tf.gather_nd(tf.nn.conv2d(x, kernel, 1, "SAME")[..., 0],
-                            active.indices)
-    np.testing.assert_allclose(result, expected, atol=1e-5)
+    conv = tf.nn.conv2d(x, kernel, 1, "SAME")
+    np.testing.assert_allclose(
+        result, tf.gather_nd(conv[..., 0], active.indices), atol=1e-5)
+    np.testing.assert_allclose(sparse_ops.sum_taps_map(taps), conv,
+                               atol=1e-5)
 
   def test_scatters(self):
     rows = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])

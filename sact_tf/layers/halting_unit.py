@@ -192,6 +192,8 @@ class HaltingUnit(keras.layers.Layer):
   def _dense_update(self, inputs, residual_mask, dilated_mask, training):
     """`call` on every position, its output's mean computed once.
 
+    The halting head runs as `SpatialHaltingHead.call_by_taps`.
+
     Returns:
       `(sparse_ops.MapState, halting_proba or None, flops)`.
     """
@@ -201,10 +203,10 @@ class HaltingUnit(keras.layers.Layer):
     new_state = sparse_ops.map_state(outputs)
     proba = None
     if self.halting_head is not None:
-      proba, head_flops = self.halting_head(
-          outputs, residual_mask=residual_mask, training=training,
-          mean=new_state.mean)
-      flops += head_flops
+      proba = self.halting_head.call_by_taps(outputs, new_state.mean,
+                                             training)
+      flops += self.halting_head.masked_flops(tf.shape(outputs),
+                                              residual_mask)
     return new_state, proba, flops
 
   def _no_rows(self, state):

@@ -213,3 +213,20 @@ def sum_taps(padded_taps, active, shape):
   neighbours = _neighbour_rows(active, shape, 3)
   flat = tf.reshape(padded_taps, [-1])
   return tf.reduce_sum(tf.gather(flat, neighbours * 9 + tf.range(9)), axis=1)
+
+
+def sum_taps_map(taps):
+  """`sum_taps` at every position of a map.
+
+  Args:
+    taps: float `[batch, H, W, 9]`, the taps of every position.
+
+  Returns:
+    float `[batch, H, W, 1]`; taps from outside the image count as zero.
+  """
+  shape = tf.shape(taps)
+  padded = tf.pad(taps, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  return tf.add_n([
+      padded[:, dy:dy + shape[1], dx:dx + shape[2], tap:tap + 1]
+      for tap, (dy, dx) in enumerate(
+          (dy, dx) for dy in range(3) for dx in range(3))])

@@ -61,15 +61,41 @@ class SpatialHaltingHead(HaltingHead):
     return (self.local_conv.flops(input_shape, residual_mask) +
             self.global_conv.flops(pooled_shape))
 
+  def call_by_taps(self, inputs, mean, training=None):
+    """`call`'s probabilities, the 3x3 `local_conv` computed as taps.
+
+    The taps of every position (`_local_taps`) summed over each position's
+    3x3 neighbourhood (`sparse_ops.sum_taps_map`): one `[h * w, c] x [c, 9]`
+    matmul instead of a convolution with one output channel, 1.3 to 2.4
+    times faster on a 2-core CPU (ResNet-101's maps, batches 1 and 8). What
+    sparse execution runs on the units it computes in full (the first of
+    each block, and those that run dense).
+
+    Args:
+      inputs: float32 `[batch, h, w, c]`, the unit's output.
+      mean: float32 `[batch, 1, 1, c]`, the spatial mean of `inputs`.
+      training: bool.
+
+    Returns:
+      float32 `[batch, h, w, 1]`, the probabilities of `call` up to float
+      rounding.
+    """
+    shape = tf.shape(inputs)
+    taps = self._local_taps(tf.reshape(inputs, [-1, inputs.shape[-1]]),
+                            training)
+    local_logit = sparse_ops.sum_taps_map(
+        tf.reshape(taps, tf.concat([shape[:3], [KERNEL_SIZE**2]], 0)))
+    global_logit, _ = self.global_term(inputs, training, mean)
+    return tf.sigmoid(local_logit + self.local_conv.bias + global_logit)
+
   def sparse_call(self, inputs, active, dilated, dilated_rows, mean,
                   training=None):
     """The halting probabilities at the active positions only.
 
     The 3x3 `local_conv` (one output channel) is computed as taps: the
     batch-normalised features of the dilated positions times the kernel's
-    9 taps (`[K_d, c] x [c, 9]`), then each active position sums its
-    neighbours' taps (`sparse_ops.sum_taps`). Without an activation after
-    `local_bn` (the ImageNet model), the batch norm is folded into the taps.
+    9 taps (`_local_taps`), then each active position sums its neighbours'
+    taps (`sparse_ops.sum_taps`).
 
     Args:
       inputs: float32 `[batch, h, w, c]`, the unit's output.
@@ -84,19 +110,30 @@ class SpatialHaltingHead(HaltingHead):
       positions, zero at the others (where the halting math ignores them).
     """
     shape = tf.shape(inputs)
-    kernel = tf.reshape(self.local_conv.kernel, [9, -1])  # [taps, c]
-    if self.activation is None and not training:
-      scale, offset = normalization.inference_affine(self.local_bn)
-      taps = tf.nn.bias_add(
-          tf.matmul(dilated_rows, kernel * scale, transpose_b=True),
-          tf.matmul(offset[None], kernel, transpose_b=True)[0])
-    else:
-      taps = tf.matmul(self._activation_fn(normalization.normalize_rows(
-          self.local_bn, dilated_rows, training)), kernel, transpose_b=True)
     local_logit = sparse_ops.sum_taps(
-        sparse_ops.scatter_padded(taps, dilated, shape), active, shape)
+        sparse_ops.scatter_padded(self._local_taps(dilated_rows, training),
+                                  dilated, shape), active, shape)
     global_logit, _ = self.global_term(inputs, training, mean)
     logit = (local_logit[:, None] + self.local_conv.bias +
              tf.gather(tf.reshape(global_logit, [-1, 1]),
                        active.indices[:, 0]))
     return sparse_ops.scatter_map(tf.sigmoid(logit), active, shape)
+
+  def _local_taps(self, rows, training=None):
+    """Rows `[N, c]` of the unit's output times the local conv's 9 taps.
+
+    `local_bn` and the activation, then a `[N, c] x [c, 9]` matmul (tap
+    `t = 3 * dy + dx`); without an activation (the ImageNet model), the
+    batch norm is folded into the taps at inference.
+
+    Returns:
+      float32 `[N, 9]`.
+    """
+    kernel = tf.reshape(self.local_conv.kernel, [KERNEL_SIZE**2, -1])
+    if self.activation is None and not training:
+      scale, offset = normalization.inference_affine(self.local_bn)
+      return tf.nn.bias_add(
+          tf.matmul(rows, kernel * scale, transpose_b=True),
+          tf.matmul(offset[None], kernel, transpose_b=True)[0])
+    return tf.matmul(self._activation_fn(normalization.normalize_rows(
+        self.local_bn, rows, training)), kernel, transpose_b=True)
