@@ -302,7 +302,9 @@ def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse):
   expected = {k: v.numpy() for k, v in serve(images).items()}
   loaded = tf.saved_model.load(str(tmp_path))
   for key, value in loaded.serve(images).items():
-    np.testing.assert_allclose(value, expected[key], atol=1e-6, err_msg=key)
+    # A few float32 ulps: the graph's kernels are not the eager ones.
+    np.testing.assert_allclose(value, expected[key], rtol=1e-6, atol=1e-6,
+                               err_msg=key)
   converter = tf.lite.TFLiteConverter.from_saved_model(
       str(tmp_path), signature_keys=["serve"])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

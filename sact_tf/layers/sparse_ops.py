@@ -18,6 +18,8 @@ import collections
 
 import tensorflow as tf
 
+from sact_tf.layers import pooling
+
 ActiveSet = collections.namedtuple(
     "ActiveSet",
     ["indices", "rows", "padded_rows", "valid", "count", "has_dummies"])
@@ -48,7 +50,7 @@ def map_state(state):
   """`state` (a map or a `MapState`) as a `MapState`."""
   if isinstance(state, MapState):
     return state
-  return MapState(state, tf.reduce_mean(state, [1, 2], keepdims=True))
+  return MapState(state, pooling.spatial_mean(state))
 
 
 def add_to_mean(mean, rows, active, shape):
