@@ -81,6 +81,17 @@ class TestSparseOps:
     np.testing.assert_allclose(sparse_ops.sum_taps_map(taps), conv,
                                atol=1e-5)
 
+  @pytest.mark.parametrize("dtype, atol", [(np.float32, 1e-6),
+                                           (np.float64, 1e-14)])
+  def test_spatial_mean(self, dtype, atol):
+    run = tf.function(sparse_ops.spatial_mean)
+    for shape in ([3, 5, 7, 4], [1, 2, 3, 4]):
+      x = np.random.default_rng(0).normal(size=shape).astype(dtype)
+      mean = run(x)
+      assert mean.dtype == dtype
+      np.testing.assert_allclose(mean, x.mean(axis=(1, 2), keepdims=True),
+                                 rtol=0, atol=atol)
+
   def test_scatters(self):
     rows = tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     active = sparse_ops.ActiveSet(

@@ -5,7 +5,6 @@ import tensorflow as tf
 
 from sact_tf.layers import activations
 from sact_tf.layers import normalization
-from sact_tf.layers import pooling
 from sact_tf.layers.masked_conv2d import MaskedConv2D
 
 INIT_BIAS = -3.0
@@ -58,7 +57,7 @@ class HaltingHead(keras.layers.Layer):
         when it is already known.
     """
     if mean is None:
-      mean = pooling.spatial_mean(inputs)
+      mean = tf.reduce_mean(inputs, [1, 2], keepdims=True)
     x = self._activation_fn(self.global_bn(mean, training=training))
     return self.global_conv(x, training=training)
 
