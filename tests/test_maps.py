@@ -182,7 +182,11 @@ def test_export_refuses_vanilla_and_draw_refuses_act(tmp_path):
 
 def test_export_maps_and_draw_tools(tmp_path):
   """A run on the offline dataset to HDF5, then tools/draw_ponder_maps.py."""
-  model = tiny_runs.write_run(tmp_path / "run", "cifar", "sact")
+  tiny_runs.write_run(tmp_path / "run", "cifar", "sact")
+  # The export runs the model sparse (the same maps as dense up to float
+  # rounding, tests/test_sparse.py).
+  model, _ = checkpoint_io.restore_model(str(tmp_path / "run"),
+                                         execution="sparse")
   path = tmp_path / "maps.h5"
   count, config = h5_export.export_checkpoint(
       str(tmp_path / "run"), str(path), num_examples=6, batch_size=4)

@@ -58,8 +58,16 @@ def set_halting_bias(model, bias):
 
 
 def tune_halting_bias(model, images, target_flops, low=-15.0, high=15.0,
-                      steps=20):
-  """Bisects the shared halting bias so the mean FLOPs reach `target_flops`.
+                      steps=20, edge_steps=10):
+  """Sets the shared halting bias so the mean FLOPs reach `target_flops`.
+
+  The FLOPs are a step function of the bias: each step is a position whose
+  cumulative halting probability crosses `1 - eps`. Bisection ends within
+  `(high - low) / 2**steps` of such a step, where float rounding (sparse
+  against dense execution, another machine) could move that position to
+  the other side. So the bias is then moved to the middle of the FLOPs
+  plateau that bisection found: the next step above is found by doubling
+  the distance, then bisected `edge_steps` times.
 
   Args:
     model: an ACT/SACT model (FLOPs fall as the bias grows).
@@ -67,18 +75,37 @@ def tune_halting_bias(model, images, target_flops, low=-15.0, high=15.0,
     target_flops: float, the mean FLOPs per image wanted.
     low, high: float, the bias interval searched.
     steps: int, bisection steps.
+    edge_steps: int, bisection steps for the plateau's upper edge.
 
   Returns:
     `(bias, flops)`: the bias set on the model and the mean FLOPs it gives.
   """
   run = tf.function(lambda x: model(x, training=False)["flops"])
+
+  def flops_at(bias):
+    set_halting_bias(model, bias)
+    return run(images).numpy()
+
+  top = high
   for _ in range(steps):
     middle = (low + high) / 2
-    set_halting_bias(model, middle)
-    if float(np.mean(run(images))) > target_flops:
+    if float(np.mean(flops_at(middle))) > target_flops:
       low = middle
     else:
       high = middle
-  bias = (low + high) / 2
-  set_halting_bias(model, bias)
-  return bias, float(np.mean(run(images)))
+  # `high` lies on the plateau just past the step at (low, high]; find the
+  # next step above it.
+  plateau = flops_at(high)
+  inside, width = high, high - low
+  while inside + width < top and np.array_equal(flops_at(inside + width),
+                                                plateau):
+    inside, width = inside + width, 2 * width
+  outside = min(inside + width, top)
+  for _ in range(edge_steps):
+    middle = (inside + outside) / 2
+    if np.array_equal(flops_at(middle), plateau):
+      inside = middle
+    else:
+      outside = middle
+  bias = (high + inside) / 2
+  return bias, float(np.mean(flops_at(bias)))
