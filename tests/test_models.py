@@ -8,6 +8,7 @@ import tensorflow as tf
 from halting import randomize_halting
 from sact_tf import models
 from sact_tf.layers import AdaptiveBlock
+from sact_tf.models import adaptive_resnet
 
 MODEL_TYPES = ["vanilla", "act", "act_early_stopping", "sact"]
 
@@ -73,6 +74,21 @@ def test_sact_ponder_cost_map_is_the_upsampled_sum():
   np.testing.assert_allclose(out["ponder_cost_map"][..., 0], expected,
                              rtol=1e-6)
   assert len(np.unique(out["block_1/num_units"])) > 1
+
+
+@pytest.mark.parametrize("size", [(224, 224), (225, 301), (33, 17), (7, 5)])
+def test_sact_map_is_tf1_resize_nearest_neighbor(size):
+  """The gathers give the resize op's values, integer scales or not."""
+  rng = np.random.default_rng(0)
+  maps = [rng.normal(size=(2, -(-size[0] // s), -(-size[1] // s))).astype(
+      np.float32) * 5 for s in (4, 8, 16, 32)]
+  maps.append(rng.integers(0, 9, size=(2, 3, 2)).astype(np.int32))
+  expected = tf.add_n([tf.raw_ops.ResizeNearestNeighbor(
+      images=tf.cast(m[..., None], tf.float32), size=size,
+      align_corners=False, half_pixel_centers=False) for m in maps])
+  np.testing.assert_array_equal(
+      adaptive_resnet.sact_map([tf.constant(m) for m in maps],
+                               tf.constant(size)), expected)
 
 
 def test_sact_flops_follow_the_masks():

@@ -119,6 +119,9 @@ def machine():
 def time_interleaved(functions, args, repeats, warmup):
   """Seconds per call of each function, in rounds of one call each.
 
+  Each round starts with the next function in turn, so that none always
+  runs right after the same other one (caches, clock boosts).
+
   Returns:
     `{name: [seconds of each round]}`. The machine's speed drifts (other
     tenants of the host); compare functions by their per-round ratios.
@@ -126,11 +129,13 @@ def time_interleaved(functions, args, repeats, warmup):
   for fn in functions.values():
     for _ in range(warmup):
       tf.nest.map_structure(np.asarray, fn(*args))
-  times = {name: [] for name in functions}
-  for _ in range(repeats):
-    for name, fn in functions.items():
+  names = list(functions)
+  times = {name: [] for name in names}
+  for round_index in range(repeats):
+    first = round_index % len(names)
+    for name in names[first:] + names[:first]:
       start = time.perf_counter()
-      tf.nest.map_structure(np.asarray, fn(*args))
+      tf.nest.map_structure(np.asarray, functions[name](*args))
       times[name].append(time.perf_counter() - start)
   return times
 
