@@ -143,17 +143,26 @@ def dense_and_sparse(family, kernels, flops_fraction=0.6, **kwargs):
   return dense, sparse
 
 
-@pytest.fixture
-def always_sparse(monkeypatch):
-  """Forces the sparse kernels (no dense fallback) and counts their runs."""
+@pytest.fixture(params=["gathered_dilation", "whole_map_first_conv"])
+def always_sparse(monkeypatch, request):
+  """Forces the sparse kernels (no dense fallback) and counts their runs.
+
+  Each test runs twice: the first conv and the halting head's taps on the
+  gathered 3x3 dilation, and on the whole map.
+  """
+  whole_map = request.param == "whole_map_first_conv"
   monkeypatch.setattr(halting_unit.HaltingUnit, "dense_above_cost",
                       lambda self: 1.01)
+  monkeypatch.setattr(halting_unit, "DILATION_GATHERED_BELOW",
+                      0.0 if whole_map else 1.01)
   calls = []
   original = residual_unit.ResidualUnit.sparse_residual
 
-  def counted(self, *args, **kwargs):
+  def counted(self, inputs, active, dilated, *args, **kwargs):
     calls.append(self.name)
-    return original(self, *args, **kwargs)
+    if tf.executing_eagerly():  # A graph traces both.
+      assert (dilated is None) == whole_map
+    return original(self, inputs, active, dilated, *args, **kwargs)
 
   monkeypatch.setattr(residual_unit.ResidualUnit, "sparse_residual", counted)
   return calls

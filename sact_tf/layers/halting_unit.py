@@ -23,6 +23,12 @@ NUM_BUCKETS = 8
 # tools/benchmark.py's per-unit benchmark (ResNet-101 bottleneck units of
 # 256 to 2048 channels, batches 1 and 8); see the README.
 DENSE_ABOVE_COST = ((512, 0.5), (1024, 0.65))
+# A unit that runs sparse gathers the 3x3 dilation of its active positions
+# for its first conv and its halting head only while the dilation covers
+# less than this share of the map; above, those two run on the whole map
+# (a convolution and a matmul, cheaper than gathering nearly every row).
+# Measured as DENSE_ABOVE_COST.
+DILATION_GATHERED_BELOW = 0.8
 # XLA-compiled sparse kernels, one per unit, kept outside the layers so that
 # they are not exported with them.
 _XLA_KERNELS = weakref.WeakKeyDictionary()
@@ -102,10 +108,12 @@ class HaltingUnit(keras.layers.Layer):
     3x3 dilation); the residual is scattered into the state. When no
     position of the batch is active the unit is skipped altogether; when so
     many are that sparse execution cannot pay off (`dense_above_cost`), the
-    dense masked `call` runs. Outputs and FLOPs are those of
-    `call(inputs, residual_mask)` up to float rounding of the active
-    positions; the halting probability may be zero at the halted positions,
-    where the halting math ignores it.
+    dense masked `call` runs; when the dilation covers most of the map
+    (`DILATION_GATHERED_BELOW`), the first conv and the head's taps run on
+    the whole map and only the rest of the branch on the active rows.
+    Outputs and FLOPs are those of `call(inputs, residual_mask)` up to
+    float rounding of the active positions; the halting probability may be
+    zero at the halted positions, where the halting math ignores it.
 
     Args:
       inputs: float32 `[batch, H, W, C]`, the block state, or the
@@ -142,8 +150,9 @@ class HaltingUnit(keras.layers.Layer):
     # are found in the sparse branch alone.
     total = tf.cast(tf.reduce_prod(shape[:3]), residual_mask.dtype)
     active_count = tf.reduce_sum(residual_mask)
-    cost = self.residual_unit.sparse_cost(
-        active_count / total, tf.reduce_sum(dilated_mask) / total)
+    dilated_count = tf.reduce_sum(dilated_mask)
+    cost = self.residual_unit.sparse_cost(active_count / total,
+                                          dilated_count / total)
     no_rows = self._no_rows(state.map)
 
     def skip():
@@ -156,20 +165,25 @@ class HaltingUnit(keras.layers.Layer):
       return (new_state, *no_rows, self._proba_or_zeros(proba, state.map),
               tf.constant(True))
 
-    def sparse():
+    def sparse(gather_dilation):
       num_buckets = NUM_BUCKETS if kernels == "xla" else None
       active = sparse_ops.active_set(residual_mask, num_buckets)
-      dilated = sparse_ops.active_set(dilated_mask, num_buckets)
+      dilated = (sparse_ops.active_set(dilated_mask, num_buckets)
+                 if gather_dilation else None)
       compute = (self._xla_kernel() if kernels == "xla" else
                  self._sparse_compute)
       new_state, rows, proba = compute(state, active, dilated, training)
       return new_state, active.indices, rows, proba, tf.constant(False)
 
+    def sparse_or_dense():
+      return tf.cond(cost > self.dense_above_cost(), dense, lambda: tf.cond(
+          dilated_count > DILATION_GATHERED_BELOW * total,
+          lambda: sparse(False), lambda: sparse(True)))
+
     # tf.cond, not tf.switch_case: a Case op kept its variables unfrozen
     # in the TFLite conversion (TF 2.20).
     new_state, indices, rows, proba, ran_dense = tf.cond(
-        active_count > 0,
-        lambda: tf.cond(cost > self.dense_above_cost(), dense, sparse), skip)
+        active_count > 0, sparse_or_dense, skip)
     update = act.SparseUpdate(new_state, new_state.map, indices, rows,
                               ran_dense)
     return update, (proba if self.halting_head is not None else None), flops
@@ -228,7 +242,10 @@ class HaltingUnit(keras.layers.Layer):
 
     Args:
       state: `sparse_ops.MapState`.
-      active, dilated: `sparse_ops.ActiveSet`s.
+      active: `sparse_ops.ActiveSet`.
+      dilated: `sparse_ops.ActiveSet` of the 3x3 dilation of `active`, or
+        None to compute the first conv and the halting head's taps on the
+        whole map instead.
       training: bool.
 
     Returns:
@@ -237,8 +254,8 @@ class HaltingUnit(keras.layers.Layer):
     """
     shape = tf.shape(state.map)
     residual = self.residual_unit.sparse_residual(
-        state.map, active, dilated,
-        sparse_ops.gather_rows(state.map, dilated), training)
+        state.map, active, dilated, self._dilated_rows(state.map, dilated),
+        training)
     new_state = sparse_ops.MapState(
         sparse_ops.scatter_add(state.map, residual, active),
         sparse_ops.add_to_mean(state.mean, residual, active, shape))
@@ -248,9 +265,13 @@ class HaltingUnit(keras.layers.Layer):
     if self.halting_head is not None:
       proba = self.halting_head.sparse_call(
           new_state.map, active, dilated,
-          sparse_ops.gather_rows(new_state.map, dilated), new_state.mean,
+          self._dilated_rows(new_state.map, dilated), new_state.mean,
           training)
     return new_state, rows, self._proba_or_zeros(proba, state.map)
+
+  def _dilated_rows(self, x, dilated):
+    """`x` at the dilated positions, or None for the whole map."""
+    return None if dilated is None else sparse_ops.gather_rows(x, dilated)
 
   def _xla_kernel(self):
     """`_sparse_compute` compiled with XLA (cached per unit)."""

@@ -139,13 +139,16 @@ class ResidualUnit(keras.layers.Layer):
     dilation of the active set (what the next 3x3 conv reads), the others
     on the active set; each conv is one matmul on gathered rows or 3x3
     patches (`MaskedConv2D.apply_rows`), zero outside the image exactly as
-    SAME padding.
+    SAME padding. With `dilated` None the first conv runs on the whole map
+    instead, as a convolution (for a dilation that covers most of the map,
+    cheaper than gathering it).
 
     Args:
       inputs: float32 `[batch, H, W, depth]`, the block state.
       active: `sparse_ops.ActiveSet` of the positions not yet halted.
-      dilated: `sparse_ops.ActiveSet` of their 3x3 dilation.
-      dilated_rows: float32 `[K_d, depth]`, `inputs` at `dilated`.
+      dilated: `sparse_ops.ActiveSet` of their 3x3 dilation, or None.
+      dilated_rows: float32 `[K_d, depth]`, `inputs` at `dilated` (None
+        with `dilated`).
       training: bool, batch norm mode.
 
     Returns:
@@ -157,22 +160,30 @@ class ResidualUnit(keras.layers.Layer):
           f"shortcut, {self.name!r} has stride={self.stride}, "
           f"depth_in={self.depth_in}, depth={self.depth}")
     shape = tf.shape(inputs)
-    previous = None
-    for conv, positions in zip(
-        self.convs, [dilated] + [active] * (len(self.convs) - 1)):
-      size = conv.kernel_size[0]
-      if previous is None and size == 1:
+    first, *later = self.convs
+    if dilated is None:
+      padded = sparse_ops.to_padded(first.normalize_and_activate(
+          first.convolve(self.preactivate(inputs, training)), training))
+      rows = previous = None
+    else:
+      if first.kernel_size[0] == 1:
         rows = self._activation_fn(normalization.normalize_rows(
             self.preact, dilated_rows, training))
-      elif positions is previous and size == 1:
-        pass  # A 1x1 conv on the same positions reads the rows as they are.
       else:
-        padded = (sparse_ops.to_padded(self.preactivate(inputs, training))
-                  if previous is None else
-                  sparse_ops.scatter_padded(rows, previous, shape))
-        rows = sparse_ops.gather_patches(padded, positions, shape, size)
+        rows = sparse_ops.gather_patches(
+            sparse_ops.to_padded(self.preactivate(inputs, training)),
+            dilated, shape, first.kernel_size[0])
+      rows = first.apply_rows(rows, training)
+      previous = dilated
+    for conv in later:
+      size = conv.kernel_size[0]
+      # A 1x1 conv on the rows' own positions reads them as they are.
+      if not (previous is active and size == 1):
+        if previous is not None:
+          padded = sparse_ops.scatter_padded(rows, previous, shape)
+        rows = sparse_ops.gather_patches(padded, active, shape, size)
       rows = conv.apply_rows(rows, training)
-      previous = positions
+      previous = active
     return rows
 
   def compute_output_shape(self, input_shape, residual_mask=None):

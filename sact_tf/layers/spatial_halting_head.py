@@ -80,11 +80,7 @@ class SpatialHaltingHead(HaltingHead):
       float32 `[batch, h, w, 1]`, the probabilities of `call` up to float
       rounding.
     """
-    shape = tf.shape(inputs)
-    taps = self._local_taps(tf.reshape(inputs, [-1, inputs.shape[-1]]),
-                            training)
-    local_logit = sparse_ops.sum_taps_map(
-        tf.reshape(taps, tf.concat([shape[:3], [KERNEL_SIZE**2]], 0)))
+    local_logit = sparse_ops.sum_taps_map(self._taps_map(inputs, training))
     global_logit, _ = self.global_term(inputs, training, mean)
     return tf.sigmoid(local_logit + self.local_conv.bias + global_logit)
 
@@ -93,15 +89,16 @@ class SpatialHaltingHead(HaltingHead):
     """The halting probabilities at the active positions only.
 
     The 3x3 `local_conv` (one output channel) is computed as taps: the
-    batch-normalised features of the dilated positions times the kernel's
-    9 taps (`_local_taps`), then each active position sums its neighbours'
-    taps (`sparse_ops.sum_taps`).
+    batch-normalised features of the dilated positions (of every position
+    with `dilated` None) times the kernel's 9 taps (`_local_taps`), then
+    each active position sums its neighbours' taps (`sparse_ops.sum_taps`).
 
     Args:
       inputs: float32 `[batch, h, w, c]`, the unit's output.
       active: `sparse_ops.ActiveSet` of the positions not yet halted.
-      dilated: `sparse_ops.ActiveSet` of their 3x3 dilation.
-      dilated_rows: float32 `[K_d, c]`, `inputs` at `dilated`.
+      dilated: `sparse_ops.ActiveSet` of their 3x3 dilation, or None.
+      dilated_rows: float32 `[K_d, c]`, `inputs` at `dilated` (None with
+        `dilated`).
       mean: float32 `[batch, 1, 1, c]`, the spatial mean of `inputs`.
       training: bool.
 
@@ -110,14 +107,24 @@ class SpatialHaltingHead(HaltingHead):
       positions, zero at the others (where the halting math ignores them).
     """
     shape = tf.shape(inputs)
-    local_logit = sparse_ops.sum_taps(
-        sparse_ops.scatter_padded(self._local_taps(dilated_rows, training),
-                                  dilated, shape), active, shape)
+    if dilated is None:
+      padded_taps = sparse_ops.to_padded(self._taps_map(inputs, training))
+    else:
+      padded_taps = sparse_ops.scatter_padded(
+          self._local_taps(dilated_rows, training), dilated, shape)
+    local_logit = sparse_ops.sum_taps(padded_taps, active, shape)
     global_logit, _ = self.global_term(inputs, training, mean)
     logit = (local_logit[:, None] + self.local_conv.bias +
              tf.gather(tf.reshape(global_logit, [-1, 1]),
                        active.indices[:, 0]))
     return sparse_ops.scatter_map(tf.sigmoid(logit), active, shape)
+
+  def _taps_map(self, inputs, training=None):
+    """`_local_taps` of every position: float32 `[batch, h, w, 9]`."""
+    shape = tf.shape(inputs)
+    taps = self._local_taps(tf.reshape(inputs, [-1, inputs.shape[-1]]),
+                            training)
+    return tf.reshape(taps, tf.concat([shape[:3], [KERNEL_SIZE**2]], 0))
 
   def _local_taps(self, rows, training=None):
     """Rows `[N, c]` of the unit's output times the local conv's 9 taps.
