@@ -153,8 +153,8 @@ def always_sparse(monkeypatch, request):
   whole_map = request.param == "whole_map_first_conv"
   monkeypatch.setattr(halting_unit.HaltingUnit, "dense_above_cost",
                       lambda self: 1.01)
-  monkeypatch.setattr(halting_unit, "DILATION_GATHERED_BELOW",
-                      0.0 if whole_map else 1.01)
+  monkeypatch.setattr(halting_unit.HaltingUnit, "dilation_gathered_below",
+                      lambda self: 0.0 if whole_map else 1.01)
   calls = []
   original = residual_unit.ResidualUnit.sparse_residual
 

@@ -19,16 +19,19 @@ NUM_BUCKETS = 8
 # than they save, and the unit runs dense (masked) instead. The break-even
 # rises with the width: the matmuls grow with channels squared, the gathers
 # and scatters with channels. `(max depth, threshold)` pairs, the first
-# that fits; wider units always run sparse. Measured on a 2-core CPU with
-# tools/benchmark.py's per-unit benchmark (ResNet-101 bottleneck units of
-# 256 to 2048 channels, batches 1 and 8); see the README.
-DENSE_ABOVE_COST = ((512, 0.5), (1024, 0.65))
+# that fits; wider units always run sparse.
+DENSE_ABOVE_COST = ((256, 0.75), (512, 0.8), (1024, 0.85))
 # A unit that runs sparse gathers the 3x3 dilation of its active positions
 # for its first conv and its halting head only while the dilation covers
 # less than this share of the map; above, those two run on the whole map
 # (a convolution and a matmul, cheaper than gathering nearly every row).
-# Measured as DENSE_ABOVE_COST.
-DILATION_GATHERED_BELOW = 0.8
+# `(max depth, share)` pairs as above; wider units always gather (on a 7x7
+# map of 2048 channels the gathers are cheap next to the matmuls).
+DILATION_GATHERED_BELOW = ((1024, 0.8),)
+# Both tables were measured on a 2-core CPU (the README's) with
+# tools/benchmark.py's per-unit benchmark (ResNet-101 bottleneck units of
+# 256 to 2048 channels, batches 1 and 8); the break-evens move with the
+# machine.
 # XLA-compiled sparse kernels, one per unit, kept outside the layers so that
 # they are not exported with them.
 _XLA_KERNELS = weakref.WeakKeyDictionary()
@@ -109,7 +112,7 @@ class HaltingUnit(keras.layers.Layer):
     position of the batch is active the unit is skipped altogether; when so
     many are that sparse execution cannot pay off (`dense_above_cost`), the
     dense masked `call` runs; when the dilation covers most of the map
-    (`DILATION_GATHERED_BELOW`), the first conv and the head's taps run on
+    (`dilation_gathered_below`), the first conv and the head's taps run on
     the whole map and only the rest of the branch on the active rows.
     Outputs and FLOPs are those of `call(inputs, residual_mask)` up to
     float rounding of the active positions; the halting probability may be
@@ -176,9 +179,12 @@ class HaltingUnit(keras.layers.Layer):
       return new_state, active.indices, rows, proba, tf.constant(False)
 
     def sparse_or_dense():
-      return tf.cond(cost > self.dense_above_cost(), dense, lambda: tf.cond(
-          dilated_count > DILATION_GATHERED_BELOW * total,
-          lambda: sparse(False), lambda: sparse(True)))
+      gathered_below = self.dilation_gathered_below()
+      run_sparse = ((lambda: sparse(True)) if gathered_below > 1 else
+                    lambda: tf.cond(dilated_count >= gathered_below * total,
+                                    lambda: sparse(False),
+                                    lambda: sparse(True)))
+      return tf.cond(cost > self.dense_above_cost(), dense, run_sparse)
 
     # tf.cond, not tf.switch_case: a Case op kept its variables unfrozen
     # in the TFLite conversion (TF 2.20).
@@ -198,7 +204,15 @@ class HaltingUnit(keras.layers.Layer):
 
   def dense_above_cost(self):
     """The `sparse_cost` above which `sparse_call` runs the unit dense."""
-    for max_depth, threshold in DENSE_ABOVE_COST:
+    return self._depth_threshold(DENSE_ABOVE_COST)
+
+  def dilation_gathered_below(self):
+    """The dilated share of the map from which the first conv runs whole."""
+    return self._depth_threshold(DILATION_GATHERED_BELOW)
+
+  def _depth_threshold(self, table):
+    """The threshold of `table` for this unit's depth (inf if none fits)."""
+    for max_depth, threshold in table:
       if self.residual_unit.depth <= max_depth:
         return threshold
     return float("inf")
