@@ -23,7 +23,8 @@ def _run(args):
 def test_report(tmp_path):
   output = tmp_path / "bench.json"
   result = _run(["--flops_fractions=0.75,1.0", "--unit_fractions=0.5",
-                 "--sparse_kernels=tf,xla", f"--output={output}"])
+                 "--sparse_kernels=tf,xla", "--dilation_paths",
+                 f"--output={output}"])
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   network = report["network"]
@@ -43,6 +44,12 @@ def test_report(tmp_path):
   for u in units:
     assert 0 < u["active"] <= u["dilated"] <= 1
     assert u["active"] <= u["ideal"] <= u["dilated"]
+    assert set(u["ms"]) == {"dense", "sparse_tf", "sparse_xla",
+                            "sparse_tf_gathered", "sparse_tf_whole_map",
+                            "sparse_xla_gathered", "sparse_xla_whole_map"}
+    for name, ms in u["ms"].items():
+      if name != "dense":
+        assert u[name]["ratio"] > 0 and ms > 0
   assert "wall" in result.stdout and "efficiency" in result.stdout
 
 

@@ -59,6 +59,9 @@ flags.DEFINE_bool("network_benchmark", True, "Time the whole networks.")
 flags.DEFINE_bool("unit_benchmark", True, "Run the per-unit benchmark.")
 flags.DEFINE_list("unit_fractions", ["0.25", "0.5", "0.75", "1.0"],
                   "Active fractions of the per-unit benchmark.")
+flags.DEFINE_bool("dilation_paths", False, "Per unit, also time the sparse "
+                  "kernels with the 3x3 dilation always gathered and with "
+                  "the first conv always on the whole map.")
 flags.DEFINE_string("images", None, "Glob of images to use (default: "
                     "synthetic 1/f^2 images).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -66,6 +69,9 @@ flags.DEFINE_string("output", None, "JSON file to write.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 FULL_FLOPS_BIAS = -30.0  # Nothing halts.
+# `HaltingUnit.dilation_gathered_below` forcing each way of computing the
+# first conv of a sparse unit (`--dilation_paths`).
+DILATION_PATHS = {"gathered": 1.01, "whole_map": 0.0}
 
 
 def synthetic_images(count, size, seed):
@@ -243,10 +249,16 @@ def unit_benchmark():
           functions = {"dense": tf.function(
               lambda u=unit, m=mask: u(x, residual_mask=m,
                                        training=False)[:2])}
+          def sparse(k, u=unit, s=state, m=mask):
+            return tf.function(lambda: _map_and_proba(u.sparse_call(
+                s, m, training=False, sparse_kernels=k)))
+
           for k in FLAGS.sparse_kernels:
-            functions[f"sparse_{k}"] = tf.function(
-                lambda u=unit, m=mask, k=k: _map_and_proba(u.sparse_call(
-                    state, m, training=False, sparse_kernels=k)))
+            functions[f"sparse_{k}"] = sparse(k)
+            for path, below in (DILATION_PATHS.items()
+                                if FLAGS.dilation_paths else ()):
+              functions[f"sparse_{k}_{path}"] = _traced_with_threshold(
+                  sparse(k), below)
           times = time_interleaved(functions, (), 3 * FLAGS.repeats,
                                    FLAGS.warmup)
           active = float(np.mean(mask))
@@ -257,14 +269,27 @@ def unit_benchmark():
                  "ideal": ideal,
                  "ms": {k: 1000 * float(np.median(t))
                         for k, t in times.items()}}
-          for k in FLAGS.sparse_kernels:
-            ratio = median_ratio(times, f"sparse_{k}", "dense")
-            row[f"sparse_{k}"] = {"ratio": ratio, "efficiency": ideal / ratio}
+          for name in functions:
+            if name != "dense":
+              ratio = median_ratio(times, name, "dense")
+              row[name] = {"ratio": ratio, "efficiency": ideal / ratio}
           rows.append(row)
           print(format_unit_row(row), flush=True)
   finally:
     halting_unit.HaltingUnit.dense_above_cost = saved
   return rows
+
+
+def _traced_with_threshold(fn, gathered_below):
+  """`fn`, traced with `dilation_gathered_below` set to `gathered_below`."""
+  saved = halting_unit.HaltingUnit.dilation_gathered_below
+  halting_unit.HaltingUnit.dilation_gathered_below = (
+      lambda self: gathered_below)
+  try:
+    fn()
+  finally:
+    halting_unit.HaltingUnit.dilation_gathered_below = saved
+  return fn
 
 
 def _map_and_proba(sparse_result):
@@ -290,10 +315,11 @@ def format_unit_row(row):
           f"batch {row['batch']}  active {row['active']:.2f} dilated "
           f"{row['dilated']:.2f}  ideal {row['ideal']:.3f}  dense "
           f"{row['ms']['dense']:.2f} ms")
-  for k in FLAGS.sparse_kernels:
-    text += (f"  sparse[{k}] {row['ms'][f'sparse_{k}']:.2f} ms ratio "
-             f"{row[f'sparse_{k}']['ratio']:.3f} efficiency "
-             f"{100 * row[f'sparse_{k}']['efficiency']:5.1f}%")
+  for name in row["ms"]:
+    if name != "dense":
+      text += (f"  {name} {row['ms'][name]:.2f} ms ratio "
+               f"{row[name]['ratio']:.3f} efficiency "
+               f"{100 * row[name]['efficiency']:5.1f}%")
   return text
 
 
