@@ -164,7 +164,7 @@ class ResidualUnit(keras.layers.Layer):
     if dilated is None:
       padded = sparse_ops.to_padded(first.normalize_and_activate(
           first.convolve(self.preactivate(inputs, training)), training))
-      rows = previous = None
+      previous = None
     else:
       if first.kernel_size[0] == 1:
         rows = self._activation_fn(normalization.normalize_rows(
