@@ -35,8 +35,6 @@ import collections
 
 import tensorflow as tf
 
-from sact_tf.utils.control_flow import unlowered_cond
-
 DEFAULT_EPS = 0.01
 
 SparseUpdate = collections.namedtuple(
@@ -353,7 +351,7 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
     if halted_flops is None:
       result = run(*args)
     else:
-      result = unlowered_cond(
+      result = tf.cond(
           tf.reduce_all(halting.finished),
           lambda a=args: (a[2], a[3], a[4] + halted_flops(a[0], a[1]), a[5],
                           tf.zeros_like(distribution), no_indices, no_rows),

@@ -9,7 +9,6 @@ from sact_tf import act
 from sact_tf.layers import masking
 from sact_tf.layers import sparse_ops
 from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
-from sact_tf.utils.control_flow import unlowered_cond
 
 
 SPARSE_KERNELS = ("auto", "xla", "tf")
@@ -182,15 +181,14 @@ class HaltingUnit(keras.layers.Layer):
     def sparse_or_dense():
       gathered_below = self.dilation_gathered_below()
       run_sparse = ((lambda: sparse(True)) if gathered_below > 1 else
-                    lambda: unlowered_cond(
-                        dilated_count >= gathered_below * total,
-                        lambda: sparse(False), lambda: sparse(True)))
-      return unlowered_cond(cost > self.dense_above_cost(), dense,
-                            run_sparse)
+                    lambda: tf.cond(dilated_count >= gathered_below * total,
+                                    lambda: sparse(False),
+                                    lambda: sparse(True)))
+      return tf.cond(cost > self.dense_above_cost(), dense, run_sparse)
 
-    # Conds, not tf.switch_case: a Case op kept its variables unfrozen in
-    # the TFLite conversion (TF 2.20).
-    new_state, indices, rows, proba, ran_dense = unlowered_cond(
+    # tf.cond, not tf.switch_case: a Case op kept its variables unfrozen
+    # in the TFLite conversion (TF 2.20).
+    new_state, indices, rows, proba, ran_dense = tf.cond(
         active_count > 0, sparse_or_dense, skip)
     update = act.SparseUpdate(new_state, new_state.map, indices, rows,
                               ran_dense)
