@@ -22,17 +22,20 @@ def _run(args):
 
 def test_report(tmp_path):
   output = tmp_path / "bench.json"
-  result = _run(["--flops_fractions=0.75,1.0", "--unit_fractions=0.5",
+  result = _run(["--flops_fractions=0,0.75,1.0", "--unit_fractions=0.5",
                  "--sparse_kernels=tf,xla", "--dilation_paths",
                  f"--output={output}"])
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   network = report["network"]
-  assert [row["target"] for row in network] == [0.75, 1.0]
-  # The bisected bias hits the target; nothing halts at 1.0 (the halting
-  # heads' FLOPs come on top of the vanilla network's).
-  assert abs(network[0]["flops_fraction"] - 0.75) < 0.05
-  assert network[1]["flops_fraction"] > 1.0
+  assert [row["target"] for row in network] == [0.0, 0.75, 1.0]
+  # At 0 every block stops after its first unit; the bisected bias hits
+  # the target; nothing halts at 1.0 (the halting heads' FLOPs come on top
+  # of the vanilla network's).
+  assert set(network[0]["mean_units"].values()) == {1.0}
+  assert 0 < network[0]["flops_fraction"] < network[2]["flops_fraction"]
+  assert abs(network[1]["flops_fraction"] - 0.75) < 0.05
+  assert network[2]["flops_fraction"] > 1.0
   for row in network:
     for kernels in ("sparse_tf", "sparse_xla"):
       assert row[kernels]["max_abs_logit_diff"] < 1e-4
@@ -58,7 +61,8 @@ def test_bad_input_is_one_line(tmp_path):
   existing.write_text("keep")
   for args, needle in [(["--sparse_kernels=cuda"], "'cuda'"),
                        ([f"--output={existing}"], str(existing)),
-                       (["--images=/nonexistent/*.jpg"], "/nonexistent")]:
+                       (["--images=/nonexistent/*.jpg"], "/nonexistent"),
+                       (["--flops_fractions=0.5,-0.25"], "'-0.25'")]:
     result = _run(args + ["--network_benchmark=false",
                           "--unit_benchmark=false"])
     assert result.returncode != 0

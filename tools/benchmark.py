@@ -49,7 +49,9 @@ flags.DEFINE_integer("base_channels", 64, "Width of the first block.")
 flags.DEFINE_integer("image_size", 224, "Image height and width.")
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time.")
 flags.DEFINE_list("flops_fractions", ["0.25", "0.5", "0.75", "1.0"],
-                  "Targets: SACT FLOPs as a fraction of vanilla FLOPs.")
+                  "Targets: SACT FLOPs as a fraction of vanilla FLOPs; 0: "
+                  "every position halts after the first unit of each "
+                  "block (what sparse execution cannot shrink).")
 flags.DEFINE_list("sparse_kernels", ["tf"],
                   "Sparse kernels to time: tf, xla (or both).")
 flags.DEFINE_integer("repeats", 11,
@@ -69,6 +71,7 @@ flags.DEFINE_string("output", None, "JSON file to write.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 FULL_FLOPS_BIAS = -30.0  # Nothing halts.
+FIRST_UNITS_BIAS = 30.0  # Every position halts after the first unit.
 # `HaltingUnit.dilation_gathered_below` forcing each way of computing the
 # first conv of a sparse unit (`--dilation_paths`).
 DILATION_PATHS = {"gathered": 1.01, "whole_map": 0.0}
@@ -176,6 +179,8 @@ def network_benchmark(images):
     for fraction in [float(f) for f in FLAGS.flops_fractions]:
       if fraction >= 1.0:
         halting_calibration.set_halting_bias(dense, FULL_FLOPS_BIAS)
+      elif fraction == 0.0:
+        halting_calibration.set_halting_bias(dense, FIRST_UNITS_BIAS)
       else:
         halting_calibration.tune_halting_bias(dense, batch_images,
                                               fraction * vanilla_flops)
@@ -328,6 +333,10 @@ def main(argv):
   try:
     for k in FLAGS.sparse_kernels:
       halting_unit.resolve_sparse_kernels(k)
+    for fraction in FLAGS.flops_fractions:
+      if not float(fraction) >= 0:
+        raise ValueError(f"--flops_fractions takes fractions >= 0, "
+                         f"received {fraction!r}")
     if FLAGS.output:
       files.check_writable_output(FLAGS.output, FLAGS.overwrite)
     count = max(8, *[int(b) for b in FLAGS.batch_sizes])
