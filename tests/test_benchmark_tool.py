@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOOL = str(REPO / "tools" / "benchmark.py")
 # Blocks of 1 unit (no unit runs on a residual mask) and of 4 units; wide
@@ -39,6 +41,7 @@ def test_report(tmp_path):
   for row in network:
     for kernels in ("sparse_tf", "sparse_xla"):
       assert row[kernels]["max_abs_logit_diff"] < 1e-4
+      assert row[kernels]["flops_max_rel_diff"] == 0.0
       assert row[kernels]["efficiency"] == (
           row["flops_fraction"] / row[kernels]["wall_fraction"])
   units = report["units"]
@@ -69,3 +72,17 @@ def test_bad_input_is_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("benchmark: error: ") and needle in last, last
   assert existing.read_text() == "keep"
+
+
+def test_flops_rel_diff():
+  sys.path.insert(0, str(REPO / "tools"))
+  try:
+    import benchmark  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.pop(0)
+  assert benchmark.flops_rel_diff([1000, 2000], [1000, 2000]) == 0.0
+  # One position of 5e-4 of an image: float rounding at a threshold.
+  assert benchmark.flops_rel_diff([1000, 2001], [1000, 2000]) == (
+      pytest.approx(5e-4))
+  with pytest.raises(AssertionError, match="2.00e-03"):
+    benchmark.flops_rel_diff([1002, 2000], [1000, 2000])

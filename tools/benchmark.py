@@ -188,9 +188,10 @@ def network_benchmark(images):
         copy_weights(dense, model)
       outputs = {name: fn(batch_images) for name, fn in functions.items()}
       flops = float(np.mean(outputs["dense"]["flops"]))
-      for name in sparse:
-        np.testing.assert_array_equal(outputs[f"sparse_{name}"]["flops"],
-                                      outputs["dense"]["flops"])
+      flops_diffs = {
+          name: flops_rel_diff(outputs[f"sparse_{name}"]["flops"],
+                               outputs["dense"]["flops"])
+          for name in sparse}
       times = time_interleaved(functions, (batch_images,), FLAGS.repeats,
                                FLAGS.warmup)
       row = {"batch": batch, "target": fraction,
@@ -207,12 +208,32 @@ def network_benchmark(images):
             "wall_fraction": wall,
             "efficiency": row["flops_fraction"] / wall,
             "vs_vanilla": median_ratio(times, f"sparse_{name}", "vanilla"),
+            "flops_max_rel_diff": flops_diffs[name],
             "max_abs_logit_diff": float(np.max(np.abs(
                 outputs[f"sparse_{name}"]["logits"] -
                 outputs["dense"]["logits"])))}
       rows.append(row)
       print(format_network_row(row), flush=True)
   return rows
+
+
+# Sparse and dense FLOPs may differ by a position or two (4e-4 of an
+# image's FLOPs was seen at batch 8) whose cumulative halting probability
+# lies within float rounding of 1 - eps: the bias sits mid-plateau of the
+# batch's FLOPs, but with thousands of positions the plateaus are narrow.
+# More is an error.
+FLOPS_REL_TOLERANCE = 1e-3
+
+
+def flops_rel_diff(sparse_flops, dense_flops):
+  """Largest relative difference of the per-image FLOPs (at most 1e-3)."""
+  sparse_flops, dense_flops = (np.asarray(f, np.float64)
+                               for f in (sparse_flops, dense_flops))
+  diff = float(np.max(np.abs(sparse_flops / dense_flops - 1)))
+  if diff > FLOPS_REL_TOLERANCE:
+    raise AssertionError(f"sparse FLOPs {sparse_flops} differ from dense "
+                         f"FLOPs {dense_flops} by up to {diff:.2e}")
+  return diff
 
 
 def smooth_mask(shape, fraction, rng):
