@@ -219,8 +219,10 @@ def test_sparse_in_tf_function_with_dynamic_shapes(kernels, always_sparse):
   assert always_sparse
 
 
+@pytest.mark.parametrize("in_function", [False, True],
+                         ids=["eager", "tf_function"])
 @pytest.mark.parametrize("kernels", KERNELS)
-def test_gradients_agree(kernels, always_sparse):
+def test_gradients_agree(kernels, always_sparse, in_function):
   dense, sparse = dense_and_sparse("cifar", kernels, depth="2", tau=0.01)
   images = tf.random.stateless_normal([2, 16, 16, 3], [5, 6])
   labels = tf.constant([1, 3])
@@ -236,7 +238,10 @@ def test_gradients_agree(kernels, always_sparse):
     return [tf.zeros(v.shape) if g is None else g
             for v, g in zip(model.trainable_variables, grads)]
 
-  dense_grads, sparse_grads = gradients(dense), gradients(sparse)
+  # In a tf.function the gradient goes through the units' conds (the
+  # skips and the sparse / dense choices) as graph ops.
+  run = tf.function(gradients) if in_function else gradients
+  dense_grads, sparse_grads = run(dense), run(sparse)
   assert always_sparse
   halting_grads = 0
   for v, d, s in zip(dense.trainable_variables, dense_grads, sparse_grads):
