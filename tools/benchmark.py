@@ -226,7 +226,10 @@ FLOPS_REL_TOLERANCE = 1e-3
 
 
 def flops_rel_diff(sparse_flops, dense_flops):
-  """Largest relative difference of the per-image FLOPs (at most 1e-3)."""
+  """Largest relative difference of the per-image FLOPs.
+
+  Raises AssertionError above FLOPS_REL_TOLERANCE.
+  """
   sparse_flops, dense_flops = (np.asarray(f, np.float64)
                                for f in (sparse_flops, dense_flops))
   diff = float(np.max(np.abs(sparse_flops / dense_flops - 1)))
