@@ -239,3 +239,47 @@ class TestSpatiallyAdaptiveComputationTime:
     np.testing.assert_allclose(outputs, expected[4])
     np.testing.assert_allclose(outputs, 0.4 * 1 + 0.6 * 2 + tf.zeros(sh),
                                rtol=1e-6)
+
+  @pytest.mark.parametrize("halting_unit", [1, 2, 3, 4, 5, 6])
+  def test_segments_skip_the_rest_of_the_block(self, halting_unit):
+    # Six units: segments [1], [2, 3], [4, 5]. Every position halts at
+    # `halting_unit` (one-based), at the start or in the middle of a
+    # segment; only the units up to it run.
+    calls = tf.Variable(0)
+    sh = [2, 3, 2, 1]
+    probas = [0.1] * (halting_unit - 1) + [1.0] + [0.5] * 6
+
+    def unit(x, unit_idx, residual_mask=None):
+      calls.assign_add(1)
+      return (x * 2.0 + float(unit_idx), tf.fill(sh, probas[unit_idx]),
+              tf.fill([2], tf.constant(100, tf.int64)))
+
+    def halted_flops(unit_idx, mask):
+      del mask  # All zeros.
+      return tf.fill([2], tf.cast(unit_idx, tf.int64))
+
+    inputs = tf.random.stateless_normal(sh, [1, 2])
+    expected = act.spatially_adaptive_computation_time(inputs, unit, 6)
+    calls.assign(0)
+    fn = tf.function(lambda x: act.spatially_adaptive_computation_time(
+        x, unit, 6, halted_flops=halted_flops))
+    cost, num_units, flops, distrib, outputs = fn(inputs)
+    assert calls.numpy() == halting_unit
+    np.testing.assert_allclose(cost, expected[0], rtol=1e-6)
+    np.testing.assert_array_equal(num_units, expected[1])
+    np.testing.assert_array_equal(num_units, np.full(sh[:3], halting_unit))
+    np.testing.assert_array_equal(
+        flops, [100 * halting_unit + sum(range(halting_unit, 6))] * 2)
+    np.testing.assert_allclose(distrib, expected[3], rtol=1e-6)
+    np.testing.assert_allclose(outputs, expected[4], rtol=1e-6)
+    # Each segment runs as one call that TensorFlow does not inline.
+    library = fn.get_concrete_function(inputs).graph.as_graph_def().library
+    assert sum(act.NOINLINE_ATTRIBUTE in f.attr
+               for f in library.function) == 3
+
+  def test_skip_segments_double(self):
+    assert act.skip_segments(1) == []
+    assert act.skip_segments(2) == [[1]]
+    assert act.skip_segments(4) == [[1], [2, 3]]
+    assert act.skip_segments(23) == [[1], [2, 3], [4, 5, 6, 7],
+                                      list(range(8, 16)), list(range(16, 23))]

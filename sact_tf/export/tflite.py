@@ -10,10 +10,13 @@ error that names the ops, never a silently larger, less portable file.
 """
 
 import os
+import tempfile
 
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.lite.python import convert_phase
 
+from sact_tf import act
 from sact_tf.export import saved_model as saved_model_lib
 from sact_tf.utils import files
 
@@ -48,8 +51,50 @@ def convert_saved_model(saved_model_dir, quantize="none",
             f"e.g. {saved_model_lib.version_path(saved_model_dir, versions[-1])}"
             if versions else "")
     raise ValueError(f"no SavedModel in {saved_model_dir!r}{hint}")
+  with tempfile.TemporaryDirectory() as tmp:
+    return _convert(_inlinable(saved_model_dir, tmp), saved_model_dir,
+                    quantize, signature_key)
+
+
+def _inlinable(saved_model_dir, tmp):
+  """The SavedModel with no function marked not to be inlined.
+
+  Sparse SACT blocks call their skip segments as functions that TensorFlow
+  must not inline (`act.NOINLINE_ATTRIBUTE`, a hint to TF's graph
+  executor); TFLite's converter cannot convert such calls. When there are
+  any, a copy of the graph without the marks is written to `tmp`, next to
+  links to the original variables and assets.
+
+  Returns:
+    str, `saved_model_dir` or `tmp`.
+  """
+  path = os.path.join(saved_model_dir, "saved_model.pb")
+  if not os.path.exists(path):  # A text SavedModel: converted as it is.
+    return saved_model_dir
+  proto = saved_model_pb2.SavedModel()
+  with open(path, "rb") as f:
+    proto.ParseFromString(f.read())
+  marked = [function.attr for meta_graph in proto.meta_graphs
+            for function in meta_graph.graph_def.library.function
+            if act.NOINLINE_ATTRIBUTE in function.attr]
+  if not marked:
+    return saved_model_dir
+  for attr in marked:
+    del attr[act.NOINLINE_ATTRIBUTE]
+  with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+    f.write(proto.SerializeToString())
+  for name in ("variables", "assets"):
+    if os.path.exists(os.path.join(saved_model_dir, name)):
+      os.symlink(os.path.abspath(os.path.join(saved_model_dir, name)),
+                 os.path.join(tmp, name))
+  return tmp
+
+
+def _convert(path, saved_model_dir, quantize, signature_key):
+  """`convert_saved_model` of the SavedModel at `path`, errors named after
+  `saved_model_dir`."""
   converter = tf.lite.TFLiteConverter.from_saved_model(
-      saved_model_dir, signature_keys=[signature_key])
+      path, signature_keys=[signature_key])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   if quantize == "dynamic_range":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
