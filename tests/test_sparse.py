@@ -291,6 +291,24 @@ def test_block_skips_units_once_every_position_halted(monkeypatch):
   assert masked_calls == [False] * len(sparse.blocks)
 
 
+@pytest.mark.parametrize("kernels", ["tf", "xla"])
+def test_unit_with_no_active_position_keeps_the_state(kernels):
+  # A unit has no skip of its own (the block skips units once nothing is
+  # active): on an empty mask its sparse path runs on empty sets.
+  _, sparse = dense_and_sparse("imagenet", kernels)
+  unit = sparse.get_layer("block2").units[1]  # It has a halting head.
+  state = tf.random.stateless_normal([2, 4, 4, unit.residual_unit.depth],
+                                     [3, 4])
+  mask = tf.zeros([2, 4, 4, 1])
+  update, proba, flops = tf.function(lambda x, m: unit.sparse_call(
+      x, m, training=False, sparse_kernels=kernels))(state, mask)
+  np.testing.assert_array_equal(update.map, state)
+  assert update.rows.shape[0] == 0 or not np.any(update.rows)
+  _, _, expected_flops = unit(state, residual_mask=mask, training=False)
+  np.testing.assert_array_equal(flops, expected_flops)
+  assert proba.shape == [2, 4, 4, 1]
+
+
 @pytest.mark.parametrize("model_type", ["act", "act_early_stopping"])
 def test_act_models_ignore_sparse_execution(model_type):
   keras.utils.set_random_seed(0)
