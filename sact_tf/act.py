@@ -340,9 +340,9 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
       `skip_segments`, each in one more `tf.cond` whose running branch is a
       function call that is not inlined, so that the skipped rest of a
       block costs TF's graph executor a few nodes, not all of its units'
-      (measured in the README's "How much faster"). The unit's state must then have
-      the same structure before and after it. Defaults to None: every unit
-      runs, as in the original.
+      (measured in the README's "How much faster"). The unit's state must
+      then have the same structure before and after it. Defaults to None:
+      every unit runs, as in the original.
 
   Returns:
     ponder_cost: float32 `[batch, h, w]`.

@@ -91,8 +91,8 @@ def _inlinable(saved_model_dir, tmp):
 
 
 def _convert(path, saved_model_dir, quantize, signature_key):
-  """`convert_saved_model` of the SavedModel at `path`, errors named after
-  `saved_model_dir`."""
+  """`convert_saved_model` of the SavedModel at `path` (errors name
+  `saved_model_dir`, the directory the caller passed)."""
   converter = tf.lite.TFLiteConverter.from_saved_model(
       path, signature_keys=[signature_key])
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -110,17 +110,18 @@ class HaltingUnit(keras.layers.Layer):
     rows of the positions of `residual_mask` (and, for the first conv, their
     3x3 dilation); the residual is scattered into the state. When so many
     positions are active that sparse execution cannot pay off
-    (`dense_above_cost`), the dense masked `call` runs; when the dilation covers most of the map
-    (`dilation_gathered_below`), the first conv and the head's taps run on
-    the whole map and only the rest of the branch on the active rows.
+    (`dense_above_cost`), the dense masked `call` runs; when the dilation
+    covers most of the map (`dilation_gathered_below`), the first conv and
+    the head's taps run on the whole map and only the rest of the branch on
+    the active rows.
     Outputs and FLOPs are those of `call(inputs, residual_mask)` up to
     float rounding of the active positions; the halting probability may be
     zero at the halted positions, where the halting math ignores it. With
     no active position the sparse path runs on empty sets (the state is
-    unchanged): the unit has no `tf.cond` of its own to skip itself, which
-    at 100% of the FLOPs cost 0.05 of the dense time at batch 1, since
+    unchanged). The unit has no `tf.cond` of its own to skip itself:
     `act.spatially_adaptive_computation_time` skips the units of a block
-    once nothing is active.
+    once nothing is active, and the extra cond cost every running unit
+    (0.05 of the dense time at 100% of the FLOPs, batch 1).
 
     Args:
       inputs: float32 `[batch, H, W, C]`, the block state, or the
