@@ -397,15 +397,14 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
     mask = tf.expand_dims(tf.cast(tf.logical_not(halting.finished), dtype),
                           -1)
     args = (unit_idx, mask, *carry)
-    if skippable:
-      result = tf.cond(
-          tf.reduce_all(halting.finished),
-          lambda: (*carry[:2], carry[2] + halted_flops(unit_idx, mask),
-                   carry[3], tf.zeros_like(distribution), no_indices,
-                   no_rows),
-          lambda: run(*args))
-    else:
+    if not skippable:
       result = run(*args)
+    else:
+      def skip():
+        skipped_carry, (unit_out,) = skip_segment([unit_idx], carry)
+        return (*skipped_carry, *unit_out)
+      result = tf.cond(tf.reduce_all(halting.finished), skip,
+                       lambda: run(*args))
     return result[:4], result[4:]
 
   def run_segment(unit_indices, carry):
