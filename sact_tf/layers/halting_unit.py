@@ -248,9 +248,10 @@ class HaltingUnit(keras.layers.Layer):
     """The sparse unit from the active sets.
 
     The state is gathered at the dilated positions for the residual branch;
-    the residual is scattered into the state, whose new rows at the dilated
-    positions feed the halting head and at the active positions the block
-    output. The spatial mean is updated from the residual rows.
+    the residual is scattered into the state, whose new rows at the active
+    positions feed the block output. The halting head takes the state, its
+    rows and the residual (`SpatialHaltingHead.sparse_call`); the spatial
+    mean is updated from the residual rows.
 
     Args:
       state: `sparse_ops.MapState`.
@@ -265,9 +266,10 @@ class HaltingUnit(keras.layers.Layer):
       halting probability [batch, H, W, 1])`.
     """
     shape = tf.shape(state.map)
+    dilated_rows = (None if dilated is None else
+                    sparse_ops.gather_rows(state.map, dilated))
     residual = self.residual_unit.sparse_residual(
-        state.map, active, dilated, self._dilated_rows(state.map, dilated),
-        training)
+        state.map, active, dilated, dilated_rows, training)
     new_state = sparse_ops.MapState(
         sparse_ops.scatter_add(state.map, residual, active),
         sparse_ops.add_to_mean(state.mean, residual, active, shape))
@@ -276,14 +278,9 @@ class HaltingUnit(keras.layers.Layer):
     proba = None
     if self.halting_head is not None:
       proba = self.halting_head.sparse_call(
-          new_state.map, active, dilated,
-          self._dilated_rows(new_state.map, dilated), new_state.mean,
-          training)
+          state.map, residual, new_state.map, active, dilated, dilated_rows,
+          new_state.mean, training)
     return new_state, rows, self._proba_or_zeros(proba, state.map)
-
-  def _dilated_rows(self, x, dilated):
-    """`x` at the dilated positions, or None for the whole map."""
-    return None if dilated is None else sparse_ops.gather_rows(x, dilated)
 
   def _xla_kernel(self):
     """`_sparse_compute` compiled with XLA (cached per unit)."""

@@ -179,8 +179,22 @@ def to_padded(x):
   return tf.reshape(padded, [-1, x.shape[-1]])
 
 
+def concat_sets(first, second):
+  """The entries of two `ActiveSet`s of one map, as one set.
+
+  A position in both appears twice; scattering the set (`scatter_padded`,
+  `scatter_add`) sums its rows.
+  """
+  return ActiveSet(
+      *[tf.concat([a, b], 0) for a, b in zip(first[:4], second[:4])],
+      first.count + second.count, first.has_dummies or second.has_dummies)
+
+
 def scatter_padded(rows, active, shape):
-  """`rows` `[K, C]` at the active positions of a zero padded layout."""
+  """`rows` `[K, C]` at the active positions of a zero padded layout.
+
+  Rows of a position that `active` holds more than once are summed.
+  """
   return tf.scatter_nd(active.padded_rows[:, None], zero_dummies(rows, active),
                        tf.stack([padded_size(shape), tf.shape(rows)[1]]))
 

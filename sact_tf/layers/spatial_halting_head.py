@@ -84,63 +84,106 @@ class SpatialHaltingHead(HaltingHead):
     global_logit, _ = self.global_term(inputs, training, mean)
     return tf.sigmoid(local_logit + self.local_conv.bias + global_logit)
 
-  def sparse_call(self, inputs, active, dilated, dilated_rows, mean,
-                  training=None):
+  def sparse_call(self, inputs, residual, outputs, active, dilated,
+                  dilated_rows, mean, training=None):
     """The halting probabilities at the active positions only.
 
     The 3x3 `local_conv` (one output channel) is computed as taps: the
-    batch-normalised features of the dilated positions (of every position
+    batch-normalised unit output at the dilated positions (at every position
     with `dilated` None) times the kernel's 9 taps (`_local_taps`), then
     each active position sums its neighbours' taps (`sparse_ops.sum_taps`).
+    Where the taps are linear in the unit output (`_linear_taps`: no
+    activation, inference), they are those of the unit input plus those of
+    the residual at the active positions: no rows of the output are
+    gathered, and the input's taps can be computed while the residual
+    branch runs.
 
     Args:
-      inputs: float32 `[batch, h, w, c]`, the unit's output.
+      inputs: float32 `[batch, h, w, c]`, the unit's input.
+      residual: float32 `[K, c]`, the unit's residual at the active entries
+        (any values for dummies).
+      outputs: float32 `[batch, h, w, c]`, the unit's output: `inputs` plus
+        `residual` at the active positions.
       active: `sparse_ops.ActiveSet` of the positions not yet halted.
       dilated: `sparse_ops.ActiveSet` of their 3x3 dilation, or None.
       dilated_rows: float32 `[K_d, c]`, `inputs` at `dilated` (None with
         `dilated`).
-      mean: float32 `[batch, 1, 1, c]`, the spatial mean of `inputs`.
+      mean: float32 `[batch, 1, 1, c]`, the spatial mean of `outputs`.
       training: bool.
 
     Returns:
-      float32 `[batch, h, w, 1]`: `call`'s probabilities at the active
-      positions, zero at the others (where the halting math ignores them).
+      float32 `[batch, h, w, 1]`: `call(outputs)`'s probabilities at the
+      active positions up to float rounding, zero at the others (where the
+      halting math ignores them).
     """
-    shape = tf.shape(inputs)
-    if dilated is None:
-      padded_taps = sparse_ops.to_padded(self._taps_map(inputs, training))
+    shape = tf.shape(outputs)
+    linear = self._linear_taps(training)
+    if linear is None:
+      if dilated is None:
+        padded_taps = sparse_ops.to_padded(self._taps_map(outputs, training))
+      else:
+        padded_taps = sparse_ops.scatter_padded(
+            self._local_taps(sparse_ops.gather_rows(outputs, dilated),
+                             training), dilated, shape)
     else:
-      padded_taps = sparse_ops.scatter_padded(
-          self._local_taps(dilated_rows, training), dilated, shape)
+      weights, _ = linear
+      residual_taps = sparse_ops.zero_dummies(
+          tf.matmul(residual, weights, transpose_b=True), active)
+      if dilated is None:
+        padded_taps = tf.tensor_scatter_nd_add(
+            sparse_ops.to_padded(self._taps_map(inputs, training, linear)),
+            active.padded_rows[:, None], residual_taps)
+      else:
+        padded_taps = sparse_ops.scatter_padded(
+            tf.concat([self._local_taps(dilated_rows, training, linear),
+                       residual_taps], 0),
+            sparse_ops.concat_sets(dilated, active), shape)
     local_logit = sparse_ops.sum_taps(padded_taps, active, shape)
-    global_logit, _ = self.global_term(inputs, training, mean)
+    global_logit, _ = self.global_term(outputs, training, mean)
     logit = (local_logit[:, None] + self.local_conv.bias +
              tf.gather(tf.reshape(global_logit, [-1, 1]),
                        active.indices[:, 0]))
     return sparse_ops.scatter_map(tf.sigmoid(logit), active, shape)
 
-  def _taps_map(self, inputs, training=None):
+  def _taps_map(self, inputs, training=None, linear=None):
     """`_local_taps` of every position: float32 `[batch, h, w, 9]`."""
     shape = tf.shape(inputs)
     taps = self._local_taps(tf.reshape(inputs, [-1, inputs.shape[-1]]),
-                            training)
+                            training, linear)
     return tf.reshape(taps, tf.concat([shape[:3], [KERNEL_SIZE**2]], 0))
 
-  def _local_taps(self, rows, training=None):
+  def _local_taps(self, rows, training=None, linear=None):
     """Rows `[N, c]` of the unit's output times the local conv's 9 taps.
 
     `local_bn` and the activation, then a `[N, c] x [c, 9]` matmul (tap
-    `t = 3 * dy + dx`); without an activation (the ImageNet model), the
-    batch norm is folded into the taps at inference.
+    `t = 3 * dy + dx`); where the taps are linear (`_linear_taps`, passed
+    as `linear` or computed here), the batch norm folded into them.
 
     Returns:
       float32 `[N, 9]`.
     """
+    linear = linear or self._linear_taps(training)
+    if linear is not None:
+      weights, offsets = linear
+      return tf.nn.bias_add(tf.matmul(rows, weights, transpose_b=True),
+                            offsets)
     kernel = tf.reshape(self.local_conv.kernel, [KERNEL_SIZE**2, -1])
-    if self.activation is None and not training:
-      scale, offset = normalization.inference_affine(self.local_bn)
-      return tf.nn.bias_add(
-          tf.matmul(rows, kernel * scale, transpose_b=True),
-          tf.matmul(offset[None], kernel, transpose_b=True)[0])
     return tf.matmul(self._activation_fn(normalization.normalize_rows(
         self.local_bn, rows, training)), kernel, transpose_b=True)
+
+  def _linear_taps(self, training=None):
+    """The taps as an affine map of the unit output, where they are one.
+
+    Without an activation (the ImageNet model) and at inference, `local_bn`
+    folds into the kernel: `taps = rows x weights^T + offsets`.
+
+    Returns:
+      `(weights, offsets)`, float32 `[9, c]` and `[9]`, or None (an
+      activation, or training).
+    """
+    if self.activation is not None or training:
+      return None
+    kernel = tf.reshape(self.local_conv.kernel, [KERNEL_SIZE**2, -1])
+    scale, offset = normalization.inference_affine(self.local_bn)
+    return kernel * scale, tf.matmul(offset[None], kernel,
+                                     transpose_b=True)[0]
