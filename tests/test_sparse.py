@@ -22,6 +22,12 @@ def smooth_mask(shape, fraction, seed=0):
   return (noise > np.quantile(noise, 1 - fraction)).astype(np.float32)
 
 
+def source_mask(source, shape):
+  """The `[batch, H, W, 1]` mask of the real entries of an `ActiveSet`."""
+  return tf.scatter_nd(source.indices[:source.count],
+                       tf.ones([source.count, 1]), [*shape[:3], 1])
+
+
 class TestSparseOps:
 
   def test_active_set(self):
@@ -64,6 +70,19 @@ class TestSparseOps:
     np.testing.assert_array_equal(patches[:active.count], expected)
     # Dummy entries read the zero ring.
     np.testing.assert_array_equal(patches[active.count:], 0)
+    # The same patches from the rows of a set of a map that is zero
+    # elsewhere: dummies of both sets read zeros.
+    source = sparse_ops.active_set(
+        tf.constant(smooth_mask([2, 5, 4, 1], 0.6, seed=4)), num_buckets=4)
+    rows = tf.concat([tf.gather_nd(x, source.indices[:source.count]),
+                      tf.fill([source.indices.shape[0] - source.count, 3],
+                              7.0)], 0)
+    masked = x * source_mask(source, x.shape)
+    np.testing.assert_array_equal(
+        sparse_ops.gather_neighbours(rows, sparse_ops.neighbour_entries(
+            source, active, tf.shape(x), kernel_size)),
+        sparse_ops.gather_patches(sparse_ops.to_padded(masked), active,
+                                  tf.shape(x), kernel_size))
 
   def test_sum_taps_is_a_one_channel_conv(self):
     rng = np.random.default_rng(2)
@@ -74,11 +93,23 @@ class TestSparseOps:
     taps = tf.reshape(tf.matmul(tf.reshape(x, [-1, 4]),
                                 tf.transpose(tf.reshape(kernel, [9, 4]))),
                       [2, 6, 5, 9])
-    result = sparse_ops.sum_taps(sparse_ops.to_padded(taps), active,
-                                 tf.shape(x))
+    result = sparse_ops.sum_taps(
+        sparse_ops.to_padded(taps),
+        sparse_ops.neighbour_rows(active, tf.shape(x), 3))
     conv = tf.nn.conv2d(x, kernel, 1, "SAME")
     np.testing.assert_allclose(
         result, tf.gather_nd(conv[..., 0], active.indices), atol=1e-5)
+    # The taps of the entries of a set, the others zero: the conv of the
+    # input masked to the set.
+    source = sparse_ops.active_set(tf.constant(smooth_mask([2, 6, 5, 1], 0.7,
+                                                           seed=3)))
+    result = sparse_ops.sum_taps(
+        sparse_ops.with_zero_row(tf.gather_nd(taps, source.indices)),
+        sparse_ops.neighbour_entries(source, active, tf.shape(x), 3))
+    masked_conv = tf.nn.conv2d(x * source_mask(source, x.shape), kernel, 1,
+                               "SAME")
+    np.testing.assert_allclose(
+        result, tf.gather_nd(masked_conv[..., 0], active.indices), atol=1e-5)
     np.testing.assert_allclose(sparse_ops.sum_taps_map(taps), conv,
                                atol=1e-5)
 
@@ -99,6 +130,7 @@ class TestSparseOps:
         indices=tf.constant([[0, 1, 1], [1, 0, 1], [0, 0, 0]]),
         rows=tf.constant([3, 5, 0]),
         padded_rows=tf.constant([(0 + 2) * 4 + 2, (4 + 1) * 4 + 2, 0]),
+        ordinals=tf.fill([2 * 4 * 4], 3),  # Not read by the scatters.
         valid=tf.constant([True, True, False]), count=tf.constant(2),
         has_dummies=True)
     shape = tf.constant([2, 2, 2, 2])
@@ -107,17 +139,18 @@ class TestSparseOps:
     expected[0, 1, 1] = [1, 2]
     expected[1, 0, 1] = [3, 4]
     np.testing.assert_array_equal(result, expected)
-    padded = sparse_ops.scatter_padded(rows, active, shape)
-    np.testing.assert_array_equal(padded, sparse_ops.to_padded(expected))
     np.testing.assert_array_equal(sparse_ops.gather_rows(expected, active),
                                   [[1, 2], [3, 4], [0, 0]])
-    # A position in both sets of a concatenation gets the sum of its rows.
-    both = sparse_ops.concat_sets(active, active)
-    np.testing.assert_array_equal(
-        sparse_ops.scatter_padded(tf.concat([rows, 10 * rows], 0), both,
-                                  shape),
-        sparse_ops.to_padded(11 * expected))
-    assert int(both.count) == 4
+
+  def test_ordinals(self):
+    mask = np.zeros([2, 2, 3, 1], np.float32)
+    mask[0, 1, 0] = mask[0, 1, 2] = mask[1, 0, 1] = 1
+    active = sparse_ops.active_set(tf.constant(mask), num_buckets=2)
+    assert active.indices.shape[0] == 6  # 3 entries, 3 dummies.
+    # Padded layout 4 x 5 per image; 6 (the capacity) where no entry.
+    expected = np.full([2, 4, 5], 6)
+    expected[0, 2, 1], expected[0, 2, 3], expected[1, 1, 2] = 0, 1, 2
+    np.testing.assert_array_equal(active.ordinals, expected.reshape(-1))
 
 
 def tiny(family, execution, sparse_kernels="tf", depth="3", **kwargs):

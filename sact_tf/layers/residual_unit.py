@@ -138,8 +138,9 @@ class ResidualUnit(keras.layers.Layer):
     residual at the active positions: the first conv runs on the 3x3
     dilation of the active set (what the next 3x3 conv reads), the others
     on the active set; each conv is one matmul on gathered rows or 3x3
-    patches (`MaskedConv2D.apply_rows`), zero outside the image exactly as
-    SAME padding. With `dilated` None the first conv runs on the whole map
+    patches (`MaskedConv2D.apply_rows`; a conv reads the previous one's
+    rows with `sparse_ops.gather_neighbours`), zero outside the image
+    exactly as SAME padding. With `dilated` None the first conv runs on the whole map
     instead, as a convolution (for a dilation that covers most of the map,
     cheaper than gathering it).
 
@@ -177,11 +178,12 @@ class ResidualUnit(keras.layers.Layer):
       previous = dilated
     for conv in later:
       size = conv.kernel_size[0]
-      # A 1x1 conv on the rows' own positions reads them as they are.
-      if not (previous is active and size == 1):
-        if previous is not None:
-          padded = sparse_ops.scatter_padded(rows, previous, shape)
+      if previous is None:
         rows = sparse_ops.gather_patches(padded, active, shape, size)
+      # A 1x1 conv on the rows' own positions reads them as they are.
+      elif not (previous is active and size == 1):
+        rows = sparse_ops.gather_neighbours(rows, sparse_ops.neighbour_entries(
+            previous, active, shape, size))
       rows = conv.apply_rows(rows, training)
       previous = active
     return rows

@@ -119,27 +119,24 @@ class SpatialHaltingHead(HaltingHead):
     """
     shape = tf.shape(outputs)
     linear = self._linear_taps(training)
-    if linear is None:
-      if dilated is None:
-        padded_taps = sparse_ops.to_padded(self._taps_map(outputs, training))
-      else:
-        padded_taps = sparse_ops.scatter_padded(
-            self._local_taps(sparse_ops.gather_rows(outputs, dilated),
-                             training), dilated, shape)
+    if dilated is None:
+      taps = self._taps_map(outputs if linear is None else inputs, training,
+                            linear)
+      local_logit = sparse_ops.sum_taps(
+          sparse_ops.to_padded(taps),
+          sparse_ops.neighbour_rows(active, shape, KERNEL_SIZE))
     else:
+      rows = (sparse_ops.gather_rows(outputs, dilated) if linear is None
+              else dilated_rows)
+      local_logit = sparse_ops.sum_taps(
+          sparse_ops.with_zero_row(self._local_taps(rows, training, linear)),
+          sparse_ops.neighbour_entries(dilated, active, shape, KERNEL_SIZE))
+    if linear is not None:
       weights, _ = linear
-      residual_taps = sparse_ops.zero_dummies(
-          tf.matmul(residual, weights, transpose_b=True), active)
-      if dilated is None:
-        padded_taps = tf.tensor_scatter_nd_add(
-            sparse_ops.to_padded(self._taps_map(inputs, training, linear)),
-            active.padded_rows[:, None], residual_taps)
-      else:
-        padded_taps = sparse_ops.scatter_padded(
-            tf.concat([self._local_taps(dilated_rows, training, linear),
-                       residual_taps], 0),
-            sparse_ops.concat_sets(dilated, active), shape)
-    local_logit = sparse_ops.sum_taps(padded_taps, active, shape)
+      local_logit += sparse_ops.sum_taps(
+          sparse_ops.with_zero_row(
+              tf.matmul(residual, weights, transpose_b=True)),
+          sparse_ops.neighbour_entries(active, active, shape, KERNEL_SIZE))
     logit = (local_logit[:, None] + self.local_conv.bias +
              tf.gather(self._global_logit(mean, training),
                        active.indices[:, 0]))
