@@ -140,9 +140,9 @@ class ResidualUnit(keras.layers.Layer):
     on the active set; each conv is one matmul on gathered rows or 3x3
     patches (`MaskedConv2D.apply_rows`; a conv reads the previous one's
     rows with `sparse_ops.gather_neighbours`), zero outside the image
-    exactly as SAME padding. With `dilated` None the first conv runs on the whole map
-    instead, as a convolution (for a dilation that covers most of the map,
-    cheaper than gathering it).
+    exactly as SAME padding. With `dilated` None the first conv runs on the
+    whole map instead, as a convolution (for a dilation that covers most of
+    the map, cheaper than gathering it).
 
     Args:
       inputs: float32 `[batch, H, W, depth]`, the block state.

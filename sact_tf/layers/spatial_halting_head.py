@@ -68,8 +68,9 @@ class SpatialHaltingHead(HaltingHead):
     3x3 neighbourhood (`sparse_ops.sum_taps_map`): one `[h * w, c] x [c, 9]`
     matmul instead of a convolution with one output channel, 1.3 to 2.4
     times faster on a 2-core CPU (ResNet-101's maps, batches 1 and 8), and
-    the global term on rows (`_global_logit`). What sparse execution runs on the units it computes in full (the first of
-    each block, and those that run dense).
+    the global term on rows (`_global_logit`). What sparse execution runs
+    on the units it computes in full (the first of each block, and those
+    that run dense).
 
     Args:
       inputs: float32 `[batch, h, w, c]`, the unit's output.
