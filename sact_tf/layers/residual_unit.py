@@ -180,8 +180,8 @@ class ResidualUnit(keras.layers.Layer):
       size = conv.kernel_size[0]
       if previous is None:
         rows = sparse_ops.gather_patches(padded, active, shape, size)
-      # A 1x1 conv on the rows' own positions reads them as they are.
       elif not (previous is active and size == 1):
+        # (A 1x1 conv on the rows' own positions reads them as they are.)
         rows = sparse_ops.gather_neighbours(rows, sparse_ops.neighbour_entries(
             previous, active, shape, size))
       rows = conv.apply_rows(rows, training)
