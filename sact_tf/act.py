@@ -42,13 +42,15 @@ NOINLINE_ATTRIBUTE = "_noinline"
 
 SparseUpdate = collections.namedtuple(
     "SparseUpdate", ["state", "map", "indices", "rows", "dense"])
-SparseUpdate.__doc__ = """A SACT unit's new state, with its rows where it ran.
+SparseUpdate.__doc__ = """A SACT unit's new state, with its change where it ran.
 
 A unit of `spatially_adaptive_computation_time` may return its new state in
-this form. Only the positions active during the unit can have a non-zero
-halting distribution `p^l`, so the block output `sum_l p^l F^l` is then
-accumulated at `indices` alone instead of over the whole map, unless the
-unit ran on the whole map anyway (`dense`).
+this form (then every unit of the block must). The block output
+`sum_l p^l F^l` is then accumulated as `F^1 + sum_l w^l (F^l - F^{l-1})`,
+with `w^l` the halting remainder before unit `l` (see
+`spatially_adaptive_computation_time`): a unit's change is non-zero only at
+the positions active during it, so it is accumulated at `indices` alone,
+unless the unit ran on the whole map anyway (`dense`).
 
 Fields:
   state: the new state, handed to the next unit as it is (a float
@@ -56,10 +58,11 @@ Fields:
   map: float `[batch, h, w, c]`, the new state as a map.
   indices: int32 `[K, 3]`, `(b, h, w)` of (at least) the positions active
     during the unit; more entries may repeat a position with a zero row.
-  rows: float `[K, c]`, the new state at `indices` (zero for extra entries).
+  rows: float `[K, c]`, the change of the state at `indices`, new minus old
+    (the unit's residual; zero for extra entries).
   dense: bool scalar tensor. True: the unit computed every position,
-    `indices` and `rows` are empty, and the output is accumulated from
-    `map` as for a plain state.
+    `indices` and `rows` are empty, and its change is `map` minus the
+    previous unit's map.
 """
 
 
@@ -321,10 +324,15 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   mask of the positions not yet halted: the unit must leave the other
   positions of its state unchanged (a residual unit multiplies its residual
   by the mask, or computes it only there). It may return its new state as a
-  `SparseUpdate` (the first unit too); the output is then accumulated at
-  those rows only, with one scatter for all such units of the block (or
-  from its map, where the unit ran dense). The state it passes on is opaque
-  here: whatever the next unit takes.
+  `SparseUpdate`, the first unit and then every other: the output is then
+  accumulated from the state's changes, `F^1 + sum_{l>1} w^l (F^l -
+  F^{l-1})` with `w^l = 1 - sum_{k<l} p^k` (the halting remainder before
+  unit `l`): the same as `sum_l p^l F^l`, since the `p^l` of a position sum
+  to one and a unit changes only the positions active during it, where
+  `p^k = h^k` for every `k < l`. The changes are scattered at their rows,
+  once for all the units of the block (or, where a unit ran dense, added as
+  a map), and the first unit's map is never multiplied. The state it passes
+  on is opaque here: whatever the next unit takes.
 
   Args:
     inputs: float32 `[batch, H, W, C]`, the input state of the first unit.
@@ -353,7 +361,8 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   """
   _check_eps(eps)
   state, proba, flops = unit(inputs, 0, residual_mask=None)
-  if isinstance(state, SparseUpdate):
+  sparse = isinstance(state, SparseUpdate)
+  if sparse:
     first_map, state = state.map, state.state
   else:
     first_map = state
@@ -361,39 +370,47 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   dtype = first_map.dtype
   halting = _HaltingState(shape, eps, halting_dtype(dtype))
   distribution = halting.step(_reshape_proba(proba, shape, max_units == 1))
-  outputs = _weighted(first_map, distribution)
+  outputs = first_map if sparse else _weighted(first_map, distribution)
   distributions = [distribution]
   no_indices = tf.zeros([0, 3], tf.int32)
   no_rows = tf.zeros([0, first_map.shape[-1]], dtype)
   # Sparse contributions to the output, scattered once after the loop.
   sparse_indices, sparse_rows = [], []
 
-  def run(unit_idx, mask, state, outputs, flops, values):
+  def run(unit_idx, mask, state, last_map, outputs, flops, values):
     """One unit and its halting step; returns the loop variables."""
     halting.set_tuple(values)
+    remainder = halting.remainder  # `w^l`, before the unit's step.
     state, proba, unit_flops = unit(state, unit_idx, residual_mask=mask)
     distribution = halting.step(
         _reshape_proba(proba, shape, unit_idx == max_units - 1))
-    if not isinstance(state, SparseUpdate):
-      return (state, outputs + _weighted(state, distribution),
+    if isinstance(state, SparseUpdate) != sparse:
+      raise TypeError(
+          f"unit {unit_idx} returned a {type(state).__name__}, the first "
+          f"unit {'a SparseUpdate' if sparse else 'none'}: a block's units "
+          f"return SparseUpdates all or none")
+    if not sparse:
+      return (state, state, outputs + _weighted(state, distribution),
               flops + unit_flops, halting.as_tuple(), distribution,
               no_indices, no_rows)
     update = state
-    weights = tf.cast(tf.gather_nd(distribution, update.indices),
+    weights = tf.cast(tf.gather_nd(remainder, update.indices),
                       update.rows.dtype)
-    outputs = tf.cond(update.dense,
-                      lambda: outputs + _weighted(update.map, distribution),
-                      lambda: outputs)
-    return (update.state, outputs, flops + unit_flops, halting.as_tuple(),
-            distribution, update.indices, update.rows * weights[:, None])
+    outputs = tf.cond(
+        update.dense,
+        lambda: outputs + _weighted(update.map - last_map, remainder),
+        lambda: outputs)
+    return (update.state, update.map, outputs, flops + unit_flops,
+            halting.as_tuple(), distribution, update.indices,
+            update.rows * weights[:, None])
 
   def run_or_skip(unit_idx, carry, skippable):
     """Unit `unit_idx`, in `tf.cond` if `skippable`: `(carry, unit_out)`.
 
-    `carry` is `(state, outputs, flops, halting values)`, `unit_out`
-    `(distribution, indices, rows)`.
+    `carry` is `(state, its map, outputs, flops, halting values)`,
+    `unit_out` `(distribution, indices, rows)`.
     """
-    halting.set_tuple(carry[3])
+    halting.set_tuple(carry[4])
     mask = tf.expand_dims(tf.cast(tf.logical_not(halting.finished), dtype),
                           -1)
     args = (unit_idx, mask, *carry)
@@ -405,7 +422,7 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
         return (*skipped_carry, *unit_out)
       result = tf.cond(tf.reduce_all(halting.finished), skip,
                        lambda: run(*args))
-    return result[:4], result[4:]
+    return result[:5], result[5:]
 
   def run_segment(unit_indices, carry):
     """Units `unit_indices`, each after the first in its own `tf.cond`."""
@@ -419,13 +436,13 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
   def skip_segment(unit_indices, carry):
     """`run_segment` once no position is active: halted FLOPs only."""
     mask = tf.expand_dims(tf.zeros(shape, dtype), -1)
-    flops = carry[2] + tf.add_n([halted_flops(unit_idx, mask)
+    flops = carry[3] + tf.add_n([halted_flops(unit_idx, mask)
                                  for unit_idx in unit_indices])
-    return ((*carry[:2], flops, carry[3]),
+    return ((*carry[:3], flops, carry[4]),
             [(tf.zeros_like(distribution), no_indices, no_rows)
              for _ in unit_indices])
 
-  carry = (state, outputs, flops, halting.as_tuple())
+  carry = (state, first_map, outputs, flops, halting.as_tuple())
   unit_outs = []
   if halted_flops is None:
     for unit_idx in range(1, max_units):
@@ -433,14 +450,14 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
       unit_outs.append(unit_out)
   else:
     for unit_indices in skip_segments(max_units):
-      halting.set_tuple(carry[3])
+      halting.set_tuple(carry[4])
       carry, segment_outs = tf.cond(
           tf.reduce_all(halting.finished),
           lambda: skip_segment(unit_indices, carry),
           lambda: _not_inlined(functools.partial(run_segment,
                                                  unit_indices))(carry))
       unit_outs.extend(segment_outs)
-  state, outputs, flops, values = carry
+  _, _, outputs, flops, values = carry
   halting.set_tuple(values)
   for unit_distribution, indices, rows in unit_outs:
     distributions.append(unit_distribution)

@@ -140,7 +140,7 @@ class HaltingUnit(keras.layers.Layer):
     Returns:
       `(outputs, halting_proba, flops)` as `call`, with `outputs` an
       `act.SparseUpdate` whose state is a `sparse_ops.MapState` and whose
-      rows are the new state at the active positions (none when the unit
+      rows are the residual at the active positions (none when the unit
       ran dense).
     """
     kernels = resolve_sparse_kernels(sparse_kernels)
@@ -248,10 +248,11 @@ class HaltingUnit(keras.layers.Layer):
     """The sparse unit from the active sets.
 
     The state is gathered at the dilated positions for the residual branch;
-    the residual is scattered into the state, whose new rows at the active
-    positions feed the block output. The halting head takes the state, its
-    rows and the residual (`SpatialHaltingHead.sparse_call`); the spatial
-    mean is updated from the residual rows.
+    the residual is scattered into the state (it is also the state's change
+    that the block output accumulates, `act.SparseUpdate`). The halting head
+    takes the state, its rows and the residual
+    (`SpatialHaltingHead.sparse_call`); the spatial mean is updated from the
+    residual rows.
 
     Args:
       state: `sparse_ops.MapState`.
@@ -262,8 +263,8 @@ class HaltingUnit(keras.layers.Layer):
       training: bool.
 
     Returns:
-      `(new MapState, its rows at the active entries (zero for dummies),
-      halting probability [batch, H, W, 1])`.
+      `(new MapState, the residual at the active entries (zero for
+      dummies), halting probability [batch, H, W, 1])`.
     """
     shape = tf.shape(state.map)
     dilated_rows = (None if dilated is None else
@@ -273,14 +274,13 @@ class HaltingUnit(keras.layers.Layer):
     new_state = sparse_ops.MapState(
         sparse_ops.scatter_add(state.map, residual, active),
         sparse_ops.add_to_mean(state.mean, residual, active, shape))
-    rows = sparse_ops.zero_dummies(
-        sparse_ops.gather_rows(new_state.map, active), active)
     proba = None
     if self.halting_head is not None:
       proba = self.halting_head.sparse_call(
           state.map, residual, new_state.map, active, dilated, dilated_rows,
           new_state.mean, training)
-    return new_state, rows, self._proba_or_zeros(proba, state.map)
+    return (new_state, sparse_ops.zero_dummies(residual, active),
+            self._proba_or_zeros(proba, state.map))
 
   def _xla_kernel(self):
     """`_sparse_compute` compiled with XLA (cached per unit)."""
