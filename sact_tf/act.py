@@ -315,8 +315,9 @@ def _not_inlined(fn):
                      experimental_attributes={NOINLINE_ATTRIBUTE: True})
 
 
-def spatially_adaptive_computation_time(inputs, unit, max_units,
-                                        eps=DEFAULT_EPS, halted_flops=None):
+def spatially_adaptive_computation_time(
+    inputs, unit, max_units, eps=DEFAULT_EPS, halted_flops=None,
+    scatter_nd_add=tf.tensor_scatter_nd_add):
   """ACT applied to every spatial position of a block (SACT, Alg. 2).
 
   The unit is called as `unit(state, unit_idx, residual_mask=mask)`, with
@@ -351,6 +352,10 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
       (measured in the README's "How much faster"). The unit's state must
       then have the same structure before and after it. Defaults to None:
       every unit runs, as in the original.
+    scatter_nd_add: callable with the signature and result of
+      `tf.tensor_scatter_nd_add`: how the changes of `SparseUpdate`s are
+      scattered into the output (`[batch, h, w, C']`, indices `[K, 3]`, rows
+      `[K, C']`). Defaults to `tf.tensor_scatter_nd_add`.
 
   Returns:
     ponder_cost: float32 `[batch, h, w]`.
@@ -465,7 +470,7 @@ def spatially_adaptive_computation_time(inputs, unit, max_units,
       sparse_indices.append(indices)
       sparse_rows.append(rows)
   if sparse_rows:
-    outputs = tf.tensor_scatter_nd_add(outputs, tf.concat(sparse_indices, 0),
-                                       tf.concat(sparse_rows, 0))
+    outputs = scatter_nd_add(outputs, tf.concat(sparse_indices, 0),
+                             tf.concat(sparse_rows, 0))
   return (halting.ponder_cost, halting.num_units, flops,
           tf.stack(distributions, axis=3), outputs)

@@ -26,6 +26,7 @@ def test_report(tmp_path):
   output = tmp_path / "bench.json"
   result = _run(["--flops_fractions=0,0.75,1.0", "--unit_fractions=0.5",
                  "--sparse_kernels=tf,xla", "--dilation_paths",
+                 "--scatter_benchmark", "--scatter_fractions=0.5,40",
                  f"--output={output}"])
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
@@ -56,6 +57,18 @@ def test_report(tmp_path):
     for name, ms in u["ms"].items():
       if name != "dense":
         assert u[name]["ratio"] > 0 and ms > 0
+  # Per block (sizes 8, 4, 2, 1), the halting map and the state (depths
+  # 64, 128, 256, 512), at 0.5 and 40 times the positions (batch 2).
+  scatters = report["scatters"]
+  assert [(s["size"], s["depth"], s["rows"]) for s in scatters] == [
+      (size, depth, round(fraction * 2 * size**2))
+      for size, width in ((8, 64), (4, 128), (2, 256), (1, 512))
+      for depth in (1, width) for fraction in (0.5, 40)]
+  for s in scatters:
+    assert s["chosen"] == ("xla" if s["rows"] * (s["depth"] + 22) >= 100000
+                           else "tf")
+    assert s["faster"] == min(s["us"], key=s["us"].get)
+  assert {s["chosen"] for s in scatters} == {"tf", "xla"}
   assert "wall" in result.stdout and "efficiency" in result.stdout
 
 

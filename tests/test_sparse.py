@@ -8,6 +8,7 @@ import tensorflow as tf
 from sact_tf import models
 from sact_tf.export import tflite
 from sact_tf.layers import halting_unit
+from sact_tf.layers import masking
 from sact_tf.layers import residual_unit
 from sact_tf.layers import sparse_ops
 from sact_tf.utils import halting_calibration
@@ -414,8 +415,45 @@ def test_saved_model_and_tflite_builtin_ops(tmp_path, always_sparse, family,
 
 
 def test_dilate_mask_is_the_original_max_pool():
-  from sact_tf.layers import masking  # pylint: disable=g-import-not-at-top
   mask = tf.cast(tf.random.stateless_uniform([3, 7, 5, 1], [1, 3]) > 0.7,
                  tf.float32)
   np.testing.assert_array_equal(masking.dilate_mask(mask),
                                 tf.nn.max_pool2d(mask, 3, 1, "SAME"))
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 17, 100, 1000, 4097, 65537])
+def test_geometric_capacity(count):
+  capacity = int(sparse_ops.geometric_capacity(tf.constant(count)))
+  step = 2 ** max(count.bit_length() - 4, 0)
+  assert capacity % step == 0 and count <= capacity < count + step
+  assert capacity <= 1.125 * count
+
+
+@pytest.mark.parametrize("count,channels,compiled", [
+    (5, 3, False), (40, 1, False), (6000, 1, True), (400, 256, True)])
+def test_scatter_nd_add_is_the_plain_op(monkeypatch, count, channels,
+                                        compiled):
+  """Both branches, duplicate indices included, eager and in a graph."""
+  assert sparse_ops.scatter_compiled(count, channels) == compiled
+  rng = np.random.default_rng(count)
+  x = tf.constant(rng.normal(size=(2, 9, 7, channels)), tf.float32)
+  indices = tf.constant(np.stack([rng.integers(0, n, count)
+                                  for n in (2, 9, 7)], 1), tf.int32)
+  updates = tf.constant(rng.normal(size=(count, channels)), tf.float32)
+  expected = tf.tensor_scatter_nd_add(x, indices, updates)
+  compiled_calls = []
+  xla_scatter = sparse_ops.xla_scatter_nd_add
+  monkeypatch.setattr(sparse_ops, "xla_scatter_nd_add",
+                      lambda *args: compiled_calls.append(args[1].shape)
+                      or xla_scatter(*args))
+  # Eagerly, tf.cond runs the branch taken alone.
+  np.testing.assert_allclose(sparse_ops.scatter_nd_add(x, indices, updates),
+                             expected, rtol=1e-6, atol=1e-6)
+  assert compiled_calls == ([[sparse_ops.geometric_capacity(count), 3]]
+                            if compiled else [])
+  scatter = tf.function(sparse_ops.scatter_nd_add, input_signature=[
+      tf.TensorSpec([None, None, None, channels]),
+      tf.TensorSpec([None, 3], tf.int32),
+      tf.TensorSpec([None, channels])])
+  np.testing.assert_allclose(scatter(x, indices, updates), expected,
+                             rtol=1e-6, atol=1e-6)

@@ -15,11 +15,13 @@ maps unnaturally fragmented).
 
 Reports ms per image, the FLOPs fraction (SACT / vanilla FLOPs), the
 wall-clock fraction (sparse / dense time), the efficiency (FLOPs fraction /
-wall-clock fraction), and a per-unit micro-benchmark (one unit of each
-block at set active fractions, against the ideal `sparse_cost`), as a
-table and as JSON (`--output`). The models run in interleaved rounds; times
-are medians over the rounds and ratios medians of the per-round ratios, so
-that the drifting speed of a shared machine cancels out.
+wall-clock fraction), a per-unit micro-benchmark (one unit of each block at
+set active fractions, against the ideal `sparse_cost`) and, with
+`--scatter_benchmark`, the scatters that `sparse_ops.scatter_nd_add`
+compiles with XLA or not, as a table and as JSON (`--output`). The models
+run in interleaved rounds; times are medians over the rounds and ratios
+medians of the per-round ratios, so that the drifting speed of a shared
+machine cancels out.
 
   python tools/benchmark.py --output=benchmark.json
 """
@@ -61,6 +63,12 @@ flags.DEFINE_bool("network_benchmark", True, "Time the whole networks.")
 flags.DEFINE_bool("unit_benchmark", True, "Run the per-unit benchmark.")
 flags.DEFINE_list("unit_fractions", ["0.25", "0.5", "0.75", "1.0"],
                   "Active fractions of the per-unit benchmark.")
+flags.DEFINE_bool("scatter_benchmark", False, "Time tf.tensor_scatter_nd_add "
+                  "against its XLA-compiled form on the maps of every block "
+                  "(what sparse_ops.scatter_nd_add chooses between).")
+flags.DEFINE_list("scatter_fractions", ["0.03", "0.1", "0.3", "1.0", "2.0"],
+                  "Rows scattered, as fractions of the map's positions "
+                  "(a block's output gathers the rows of all its units).")
 flags.DEFINE_bool("dilation_paths", False, "Per unit, also time the sparse "
                   "kernels with the 3x3 dilation always gathered and with "
                   "the first conv always on the whole map.")
@@ -75,6 +83,7 @@ FIRST_UNITS_BIAS = 30.0  # Every position halts after the first unit.
 # `HaltingUnit.dilation_gathered_below` forcing each way of computing the
 # first conv of a sparse unit (`--dilation_paths`).
 DILATION_PATHS = {"gathered": 1.01, "whole_map": 0.0}
+SCATTER_CHAIN = 8  # Scatters per timed call (`--scatter_benchmark`).
 
 
 def synthetic_images(count, size, seed):
@@ -309,6 +318,69 @@ def unit_benchmark():
   return rows
 
 
+def scatter_benchmark():
+  """`tf.tensor_scatter_nd_add` vs its XLA form, per block map and count.
+
+  The maps are those of the blocks' states (`[batch, size, size, depth]`)
+  and of their halting probabilities (`depth` 1); the rows go to random
+  positions, duplicates included. Each function chains `SCATTER_CHAIN`
+  scatters, so that the time of one call is not dominated by the call.
+  """
+  model = models.imagenet_resnet(model=FLAGS.model, model_type="sact",
+                                 base_channels=FLAGS.base_channels)
+  model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
+  rng = np.random.default_rng(FLAGS.seed)
+  rows = []
+  for index, block in enumerate(model.blocks):
+    size = -(-FLAGS.image_size // (4 * 2**index))
+    for depth in (1, block.units[0].residual_unit.depth):
+      for batch in [int(b) for b in FLAGS.batch_sizes]:
+        positions = batch * size * size
+        x = tf.constant(rng.normal(size=(batch, size, size, depth)),
+                        tf.float32)
+        for fraction in [float(f) for f in FLAGS.scatter_fractions]:
+          count = max(int(round(fraction * positions)), 1)
+          indices = tf.constant(np.stack(
+              [rng.integers(0, n, count) for n in (batch, size, size)], 1),
+                                tf.int32)
+          updates = tf.constant(rng.normal(size=(count, depth)), tf.float32)
+          capacity = sparse_ops.geometric_capacity(count)
+          padded = (tf.pad(indices, [[0, capacity - count], [0, 0]]),
+                    tf.pad(updates, [[0, capacity - count], [0, 0]]))
+          functions = {
+              "tf": _scatter_chain(tf.tensor_scatter_nd_add, indices,
+                                   updates),
+              "xla": _scatter_chain(sparse_ops.xla_scatter_nd_add,
+                                    *padded),
+              "none": _scatter_chain(None, indices, updates)}
+          times = time_interleaved(functions, (x,), 3 * FLAGS.repeats,
+                                   FLAGS.warmup)
+          base = np.median(times["none"])
+          us = {k: 1e6 * (float(np.median(times[k])) - base) / SCATTER_CHAIN
+                for k in ("tf", "xla")}
+          row = {"block": block.name, "batch": batch, "size": size,
+                 "depth": depth, "rows": count, "us": us,
+                 "faster": min(us, key=us.get),
+                 "chosen": ("xla" if sparse_ops.scatter_compiled(count, depth)
+                            else "tf")}
+          rows.append(row)
+          print(format_scatter_row(row), flush=True)
+  return rows
+
+
+def _scatter_chain(scatter, indices, updates):
+  """A function of `x` scattering `SCATTER_CHAIN` times (None: none)."""
+
+  @tf.function(autograph=False)
+  def chain(x):
+    if scatter is not None:
+      for _ in range(SCATTER_CHAIN):
+        x = scatter(x, indices, updates)
+    return x[0, 0, 0, 0]
+
+  return chain
+
+
 def _traced_with_threshold(fn, gathered_below):
   """`fn`, traced with `dilation_gathered_below` set to `gathered_below`."""
   saved = halting_unit.HaltingUnit.dilation_gathered_below
@@ -352,6 +424,13 @@ def format_unit_row(row):
   return text
 
 
+def format_scatter_row(row):
+  return (f"scatter {row['block']} batch {row['batch']} {row['size']}x"
+          f"{row['size']}x{row['depth']}  rows {row['rows']:6d}  tf "
+          f"{row['us']['tf']:8.1f} us  xla {row['us']['xla']:8.1f} us  "
+          f"faster {row['faster']}  chosen {row['chosen']}")
+
+
 def main(argv):
   del argv
   try:
@@ -379,6 +458,8 @@ def main(argv):
     report["network"] = network_benchmark(images)
   if FLAGS.unit_benchmark:
     report["units"] = unit_benchmark()
+  if FLAGS.scatter_benchmark:
+    report["scatters"] = scatter_benchmark()
   if FLAGS.output:
     with files.atomic_output(FLAGS.output, FLAGS.overwrite) as tmp:
       with open(tmp, "w") as f:

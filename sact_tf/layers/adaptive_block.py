@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from sact_tf import act
+from sact_tf.layers import sparse_ops
 from sact_tf.layers.halting_unit import resolve_sparse_kernels
 
 MODEL_TYPES = ("vanilla", "act", "act_early_stopping", "sact")
@@ -111,8 +112,9 @@ class AdaptiveBlock(keras.layers.Layer):
     if self.model_type == "sact":
       halting_fn = act.spatially_adaptive_computation_time
       if sparse:  # Units with no active position are skipped altogether.
-        halting_fn = functools.partial(halting_fn,
-                                       halted_flops=self._halted_flops)
+        halting_fn = functools.partial(
+            halting_fn, halted_flops=self._halted_flops,
+            scatter_nd_add=sparse_ops.scatter_nd_add)
     else:
       halting_fn = {
           "act": act.adaptive_computation_time_wrapper,
