@@ -430,7 +430,8 @@ def test_geometric_capacity(count):
 
 
 @pytest.mark.parametrize("count,channels,compiled", [
-    (5, 3, False), (40, 1, False), (6000, 1, True), (400, 256, True)])
+    (0, 3, False), (5, 3, False), (40, 1, False), (6000, 1, True),
+    (400, 256, True)])
 def test_scatter_nd_add_is_the_plain_op(monkeypatch, count, channels,
                                         compiled):
   """Both branches, duplicate indices included, eager and in a graph."""

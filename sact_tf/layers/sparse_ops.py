@@ -223,8 +223,13 @@ def scatter_nd_add(x, indices, updates):
     return xla_scatter_nd_add(x, tf.pad(indices, [[0, pad], [0, 0]]),
                               tf.pad(updates, [[0, pad], [0, 0]]))
 
-  return tf.cond(scatter_compiled(count, channels), compiled,
-                 lambda: tf.tensor_scatter_nd_add(x, indices, updates))
+  def plain():
+    # Even with no rows the op would copy a map that has other consumers.
+    return tf.cond(count > 0,
+                   lambda: tf.tensor_scatter_nd_add(x, indices, updates),
+                   lambda: x)
+
+  return tf.cond(scatter_compiled(count, channels), compiled, plain)
 
 
 def scatter_compiled(count, channels):
