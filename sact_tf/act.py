@@ -41,7 +41,7 @@ DEFAULT_EPS = 0.01
 NOINLINE_ATTRIBUTE = "_noinline"
 
 SparseUpdate = collections.namedtuple(
-    "SparseUpdate", ["state", "map", "indices", "rows", "dense"])
+    "SparseUpdate", ["state", "map", "indices", "rows", "dense", "change"])
 SparseUpdate.__doc__ = """A SACT unit's new state, with its change where it ran.
 
 A unit of `spatially_adaptive_computation_time` may return its new state in
@@ -60,9 +60,12 @@ Fields:
     during the unit; more entries may repeat a position with a zero row.
   rows: float `[K, c]`, the change of the state at `indices`, new minus old
     (the unit's residual; zero for extra entries).
-  dense: bool scalar tensor. True: the unit computed every position,
-    `indices` and `rows` are empty, and its change is `map` minus the
-    previous unit's map.
+  dense: bool scalar tensor. True: the unit computed every position and
+    `indices` and `rows` are empty.
+  change: float `[batch, h, w, c]`: where `dense`, the change of the state
+    (the unit's masked residual); otherwise, and for a block's first unit,
+    any map of that shape, unread (a `tf.cond` needs one in both branches;
+    a zero map would cost a fill).
 """
 
 
@@ -382,7 +385,7 @@ def spatially_adaptive_computation_time(
   # Sparse contributions to the output, scattered once after the loop.
   sparse_indices, sparse_rows = [], []
 
-  def run(unit_idx, mask, state, last_map, outputs, flops, values):
+  def run(unit_idx, mask, state, outputs, flops, values):
     """One unit and its halting step; returns the loop variables."""
     halting.set_tuple(values)
     remainder = halting.remainder  # `w^l`, before the unit's step.
@@ -395,27 +398,25 @@ def spatially_adaptive_computation_time(
           f"unit {'a SparseUpdate' if sparse else 'none'}: a block's units "
           f"return SparseUpdates all or none")
     if not sparse:
-      return (state, state, outputs + _weighted(state, distribution),
+      return (state, outputs + _weighted(state, distribution),
               flops + unit_flops, halting.as_tuple(), distribution,
               no_indices, no_rows)
     update = state
     weights = tf.cast(tf.gather_nd(remainder, update.indices),
                       update.rows.dtype)
-    outputs = tf.cond(
-        update.dense,
-        lambda: outputs + _weighted(update.map - last_map, remainder),
-        lambda: outputs)
-    return (update.state, update.map, outputs, flops + unit_flops,
-            halting.as_tuple(), distribution, update.indices,
-            update.rows * weights[:, None])
+    outputs = tf.cond(update.dense,
+                      lambda: outputs + _weighted(update.change, remainder),
+                      lambda: outputs)
+    return (update.state, outputs, flops + unit_flops, halting.as_tuple(),
+            distribution, update.indices, update.rows * weights[:, None])
 
   def run_or_skip(unit_idx, carry, skippable):
     """Unit `unit_idx`, in `tf.cond` if `skippable`: `(carry, unit_out)`.
 
-    `carry` is `(state, its map, outputs, flops, halting values)`,
-    `unit_out` `(distribution, indices, rows)`.
+    `carry` is `(state, outputs, flops, halting values)`, `unit_out`
+    `(distribution, indices, rows)`.
     """
-    halting.set_tuple(carry[4])
+    halting.set_tuple(carry[3])
     mask = tf.expand_dims(tf.cast(tf.logical_not(halting.finished), dtype),
                           -1)
     args = (unit_idx, mask, *carry)
@@ -427,7 +428,7 @@ def spatially_adaptive_computation_time(
         return (*skipped_carry, *unit_out)
       result = tf.cond(tf.reduce_all(halting.finished), skip,
                        lambda: run(*args))
-    return result[:5], result[5:]
+    return result[:4], result[4:]
 
   def run_segment(unit_indices, carry):
     """Units `unit_indices`, each after the first in its own `tf.cond`."""
@@ -441,13 +442,13 @@ def spatially_adaptive_computation_time(
   def skip_segment(unit_indices, carry):
     """`run_segment` once no position is active: halted FLOPs only."""
     mask = tf.expand_dims(tf.zeros(shape, dtype), -1)
-    flops = carry[3] + tf.add_n([halted_flops(unit_idx, mask)
+    flops = carry[2] + tf.add_n([halted_flops(unit_idx, mask)
                                  for unit_idx in unit_indices])
-    return ((*carry[:3], flops, carry[4]),
+    return ((*carry[:2], flops, carry[3]),
             [(tf.zeros_like(distribution), no_indices, no_rows)
              for _ in unit_indices])
 
-  carry = (state, first_map, outputs, flops, halting.as_tuple())
+  carry = (state, outputs, flops, halting.as_tuple())
   unit_outs = []
   if halted_flops is None:
     for unit_idx in range(1, max_units):
@@ -455,14 +456,14 @@ def spatially_adaptive_computation_time(
       unit_outs.append(unit_out)
   else:
     for unit_indices in skip_segments(max_units):
-      halting.set_tuple(carry[4])
+      halting.set_tuple(carry[3])
       carry, segment_outs = tf.cond(
           tf.reduce_all(halting.finished),
           lambda: skip_segment(unit_indices, carry),
           lambda: _not_inlined(functools.partial(run_segment,
                                                  unit_indices))(carry))
       unit_outs.extend(segment_outs)
-  _, _, outputs, flops, values = carry
+  _, outputs, flops, values = carry
   halting.set_tuple(values)
   for unit_distribution, indices, rows in unit_outs:
     distributions.append(unit_distribution)

@@ -141,15 +141,17 @@ class HaltingUnit(keras.layers.Layer):
       `(outputs, halting_proba, flops)` as `call`, with `outputs` an
       `act.SparseUpdate` whose state is a `sparse_ops.MapState` and whose
       rows are the residual at the active positions (none when the unit
-      ran dense).
+      ran dense, its change map the masked residual then).
     """
     kernels = resolve_sparse_kernels(sparse_kernels)
     if residual_mask is None:
-      new_state, proba, flops = self._dense_update(inputs, None, None,
-                                                   training)
+      new_state, _, proba, flops = self._dense_update(inputs, None, None,
+                                                      training)
+      # The first unit's change is unread (`act.SparseUpdate`).
       return (act.SparseUpdate(new_state, new_state.map,
                                *self._no_rows(new_state.map),
-                               tf.constant(True)), proba, flops)
+                               tf.constant(True), new_state.map), proba,
+              flops)
     state = sparse_ops.map_state(inputs)
     shape = tf.shape(state.map)
     dilated_mask = masking.dilate_mask(residual_mask)
@@ -164,10 +166,10 @@ class HaltingUnit(keras.layers.Layer):
     no_rows = self._no_rows(state.map)
 
     def dense():
-      new_state, proba, _ = self._dense_update(state.map, residual_mask,
-                                               dilated_mask, training)
+      new_state, residual, proba, _ = self._dense_update(
+          state.map, residual_mask, dilated_mask, training)
       return (new_state, *no_rows, self._proba_or_zeros(proba, state.map),
-              tf.constant(True))
+              tf.constant(True), residual)
 
     def sparse(gather_dilation):
       num_buckets = NUM_BUCKETS if kernels == "xla" else None
@@ -177,7 +179,9 @@ class HaltingUnit(keras.layers.Layer):
       compute = (self._xla_kernel() if kernels == "xla" else
                  self._sparse_compute)
       new_state, rows, proba = compute(state, active, dilated, training)
-      return new_state, active.indices, rows, proba, tf.constant(False)
+      # The change map is unread where the unit ran sparse.
+      return (new_state, active.indices, rows, proba, tf.constant(False),
+              new_state.map)
 
     gathered_below = self.dilation_gathered_below()
     run_sparse = ((lambda: sparse(True)) if gathered_below > 1 else
@@ -186,10 +190,10 @@ class HaltingUnit(keras.layers.Layer):
                                   lambda: sparse(True)))
     # tf.cond, not tf.switch_case: a Case op kept its variables unfrozen
     # in the TFLite conversion (TF 2.20).
-    new_state, indices, rows, proba, ran_dense = tf.cond(
+    new_state, indices, rows, proba, ran_dense, change = tf.cond(
         cost > self.dense_above_cost(), dense, run_sparse)
     update = act.SparseUpdate(new_state, new_state.map, indices, rows,
-                              ran_dense)
+                              ran_dense, change)
     return update, (proba if self.halting_head is not None else None), flops
 
   def masked_flops(self, input_shape, residual_mask, dilated_mask=None):
@@ -221,9 +225,10 @@ class HaltingUnit(keras.layers.Layer):
     The halting head runs as `SpatialHaltingHead.call_by_taps`.
 
     Returns:
-      `(sparse_ops.MapState, halting_proba or None, flops)`.
+      `(sparse_ops.MapState, residual, halting_proba or None, flops)`, with
+      `residual` as `ResidualUnit.call_with_residual`.
     """
-    outputs, flops = self.residual_unit(
+    outputs, residual, flops = self.residual_unit.call_with_residual(
         inputs, residual_mask=residual_mask, training=training,
         dilated_mask=dilated_mask)
     new_state = sparse_ops.map_state(outputs)
@@ -233,7 +238,7 @@ class HaltingUnit(keras.layers.Layer):
                                              training)
       flops += self.halting_head.masked_flops(tf.shape(outputs),
                                               residual_mask)
-    return new_state, proba, flops
+    return new_state, residual, proba, flops
 
   def _no_rows(self, state):
     """Empty `(indices, rows)` of a `SparseUpdate` of a `state` map."""

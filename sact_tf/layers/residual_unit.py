@@ -67,6 +67,19 @@ class ResidualUnit(keras.layers.Layer):
       shape = conv.compute_output_shape(shape)[0]
 
   def call(self, inputs, residual_mask=None, training=None, dilated_mask=None):
+    outputs, _, flops = self.call_with_residual(inputs, residual_mask,
+                                                training, dilated_mask)
+    return outputs, flops
+
+  def call_with_residual(self, inputs, residual_mask=None, training=None,
+                         dilated_mask=None):
+    """`call`, with the residual branch too.
+
+    Returns:
+      `(outputs, residual, flops)`: `outputs` and `flops` as `call`;
+      `residual` float `[batch, h, w, depth]`, the residual branch (times
+      `residual_mask` where given), `outputs` minus the shortcut.
+    """
     if residual_mask is not None and self.stride != 1:
       raise ValueError(
           f"a residual_mask needs stride 1, the unit {self.name!r} has "
@@ -81,7 +94,7 @@ class ResidualUnit(keras.layers.Layer):
       flops += conv_flops
     if residual_mask is not None:
       residual *= residual_mask
-    return shortcut + residual, flops
+    return shortcut + residual, residual, flops
 
   def preactivate(self, inputs, training=None):
     """`preact` batch norm and the activation."""
