@@ -55,7 +55,9 @@ unless the unit ran on the whole map anyway (`dense`).
 Fields:
   state: the new state, handed to the next unit as it is (a float
     `[batch, h, w, c]` map, or a structure that holds one).
-  map: float `[batch, h, w, c]`, the new state as a map.
+  map: float `[batch, h, w, c]`: for a block's first unit, its output
+    (the first term of the block output); for the others any map of that
+    shape, unread (`state` may hold their change unscattered).
   indices: int32 `[K, 3]`, `(b, h, w)` of (at least) the positions active
     during the unit; more entries may repeat a position with a zero row.
   rows: float `[K, c]`, the change of the state at `indices`, new minus old

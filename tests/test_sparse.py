@@ -343,11 +343,42 @@ def test_unit_with_no_active_position_keeps_the_state(kernels):
   mask = tf.zeros([2, 4, 4, 1])
   update, proba, flops = tf.function(lambda x, m: unit.sparse_call(
       x, m, training=False, sparse_kernels=kernels))(state, mask)
-  np.testing.assert_array_equal(update.map, state)
+  np.testing.assert_array_equal(sparse_ops.materialize(update.state).map,
+                                state)
   assert update.rows.shape[0] == 0 or not np.any(update.rows)
   _, _, expected_flops = unit(state, residual_mask=mask, training=False)
   np.testing.assert_array_equal(flops, expected_flops)
   assert proba.shape == [2, 4, 4, 1]
+
+
+@pytest.mark.parametrize("family", ["imagenet", "cifar"])
+def test_sparse_unit_leaves_its_residual_unscattered(always_sparse, family):
+  # ImageNet's halting head reads no output map at inference: the residual
+  # stays in the state's rows for the next unit to scatter. CIFAR's (an
+  # activation before its taps) reads it: the unit scatters it itself.
+  _, sparse = dense_and_sparse(family, "tf")
+  unit = sparse.blocks[1].units[1]
+  depth = unit.residual_unit.depth
+  state = tf.random.stateless_normal([2, 6, 6, depth], [5, 6])
+  mask = tf.constant(smooth_mask([2, 6, 6, 1], 0.3, seed=4))
+  update, _, _ = tf.function(lambda x, m: unit.sparse_call(
+      x, m, training=False, sparse_kernels="tf"))(state, mask)
+  expected, _, _ = unit(state, residual_mask=mask, training=False)
+  assert update.state.rows.shape[0] == (
+      int(np.sum(mask)) if family == "imagenet" else 0)
+  materialized = sparse_ops.materialize(update.state)
+  assert materialized.rows.shape[0] == 0
+  np.testing.assert_allclose(materialized.map, expected, atol=1e-5)
+  np.testing.assert_allclose(
+      update.state.mean, np.mean(expected, axis=(1, 2), keepdims=True),
+      atol=1e-5)
+  # A following unit scatters them first: on a zero mask it hands on the
+  # materialized state.
+  following = sparse.blocks[1].units[2]
+  again, _, _ = following.sparse_call(update.state, tf.zeros_like(mask),
+                                      training=False, sparse_kernels="tf")
+  np.testing.assert_allclose(sparse_ops.materialize(again.state).map,
+                             expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("model_type", ["act", "act_early_stopping"])

@@ -396,7 +396,7 @@ def _traced_with_threshold(fn, gathered_below):
 def _map_and_proba(sparse_result):
   """The new state map and probabilities of a `sparse_call` result."""
   update, proba, _ = sparse_result
-  return update.map, proba
+  return sparse_ops.materialize(update.state).map, proba
 
 
 def format_network_row(row):

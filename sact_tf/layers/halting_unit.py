@@ -141,7 +141,9 @@ class HaltingUnit(keras.layers.Layer):
       `(outputs, halting_proba, flops)` as `call`, with `outputs` an
       `act.SparseUpdate` whose state is a `sparse_ops.MapState` and whose
       rows are the residual at the active positions (none when the unit
-      ran dense, its change map the masked residual then).
+      ran dense, its change map the masked residual then). Where the unit
+      ran sparse, the state holds the residual rows unscattered (the next
+      unit scatters them first; `sparse_ops.materialize` gives the map).
     """
     kernels = resolve_sparse_kernels(sparse_kernels)
     if residual_mask is None:
@@ -149,10 +151,11 @@ class HaltingUnit(keras.layers.Layer):
                                                       training)
       # The first unit's change is unread (`act.SparseUpdate`).
       return (act.SparseUpdate(new_state, new_state.map,
-                               *self._no_rows(new_state.map),
+                               *sparse_ops.no_rows(new_state.map),
                                tf.constant(True), new_state.map), proba,
               flops)
-    state = sparse_ops.map_state(inputs)
+    # The previous unit's residual, if it left one unscattered.
+    state = sparse_ops.materialize(sparse_ops.map_state(inputs))
     shape = tf.shape(state.map)
     dilated_mask = masking.dilate_mask(residual_mask)
     flops = self.masked_flops(shape, residual_mask, dilated_mask)
@@ -163,7 +166,7 @@ class HaltingUnit(keras.layers.Layer):
     dilated_count = tf.reduce_sum(dilated_mask)
     cost = self.residual_unit.sparse_cost(active_count / total,
                                           dilated_count / total)
-    no_rows = self._no_rows(state.map)
+    no_rows = sparse_ops.no_rows(state.map)
 
     def dense():
       new_state, residual, proba, _ = self._dense_update(
@@ -179,9 +182,9 @@ class HaltingUnit(keras.layers.Layer):
       compute = (self._xla_kernel() if kernels == "xla" else
                  self._sparse_compute)
       new_state, rows, proba = compute(state, active, dilated, training)
-      # The change map is unread where the unit ran sparse.
+      # The map and the change map are unread where the unit ran sparse.
       return (new_state, active.indices, rows, proba, tf.constant(False),
-              new_state.map)
+              state.map)
 
     gathered_below = self.dilation_gathered_below()
     run_sparse = ((lambda: sparse(True)) if gathered_below > 1 else
@@ -192,8 +195,8 @@ class HaltingUnit(keras.layers.Layer):
     # in the TFLite conversion (TF 2.20).
     new_state, indices, rows, proba, ran_dense, change = tf.cond(
         cost > self.dense_above_cost(), dense, run_sparse)
-    update = act.SparseUpdate(new_state, new_state.map, indices, rows,
-                              ran_dense, change)
+    update = act.SparseUpdate(new_state, change, indices, rows, ran_dense,
+                              change)
     return update, (proba if self.halting_head is not None else None), flops
 
   def masked_flops(self, input_shape, residual_mask, dilated_mask=None):
@@ -240,11 +243,6 @@ class HaltingUnit(keras.layers.Layer):
                                               residual_mask)
     return new_state, residual, proba, flops
 
-  def _no_rows(self, state):
-    """Empty `(indices, rows)` of a `SparseUpdate` of a `state` map."""
-    return (tf.zeros([0, 3], tf.int32),
-            tf.zeros([0, state.shape[-1]], state.dtype))
-
   def _proba_or_zeros(self, proba, state):
     """A `[batch, H, W, 1]` probability for `tf.cond` branches (no head)."""
     return tf.zeros_like(state[:, :, :, :1]) if proba is None else proba
@@ -252,12 +250,14 @@ class HaltingUnit(keras.layers.Layer):
   def _sparse_compute(self, state, active, dilated, training=None):
     """The sparse unit from the active sets.
 
-    The state is gathered at the dilated positions for the residual branch;
-    the residual is scattered into the state (it is also the state's change
-    that the block output accumulates, `act.SparseUpdate`). The halting head
-    takes the state, its rows and the residual
-    (`SpatialHaltingHead.sparse_call`); the spatial mean is updated from the
-    residual rows.
+    The state is gathered at the dilated positions for the residual branch.
+    The residual (also the state's change that the block output
+    accumulates, `act.SparseUpdate`) is left in the new `MapState`'s rows,
+    for the next unit that runs to scatter, unless the halting head reads
+    the new map (`SpatialHaltingHead.reads_outputs`: an activation before
+    its taps, or training). The head takes the state, its rows and the
+    residual (`SpatialHaltingHead.sparse_call`); the spatial mean is
+    updated from the residual rows.
 
     Args:
       state: `sparse_ops.MapState`.
@@ -276,16 +276,22 @@ class HaltingUnit(keras.layers.Layer):
                     sparse_ops.gather_rows(state.map, dilated))
     residual = self.residual_unit.sparse_residual(
         state.map, active, dilated, dilated_rows, training)
-    new_state = sparse_ops.MapState(
-        sparse_ops.scatter_add(state.map, residual, active),
-        sparse_ops.add_to_mean(state.mean, residual, active, shape))
+    rows = sparse_ops.zero_dummies(residual, active)
+    mean = sparse_ops.add_to_mean(state.mean, residual, active, shape)
+    head = self.halting_head
+    outputs = None
+    if head is not None and head.reads_outputs(training):
+      outputs = sparse_ops.scatter_add(state.map, residual, active)
+      new_state = sparse_ops.MapState(outputs, mean,
+                                      *sparse_ops.no_rows(outputs))
+    else:
+      # Left for the next unit that runs to scatter.
+      new_state = sparse_ops.MapState(state.map, mean, active.indices, rows)
     proba = None
-    if self.halting_head is not None:
-      proba = self.halting_head.sparse_call(
-          state.map, residual, new_state.map, active, dilated, dilated_rows,
-          new_state.mean, training)
-    return (new_state, sparse_ops.zero_dummies(residual, active),
-            self._proba_or_zeros(proba, state.map))
+    if head is not None:
+      proba = head.sparse_call(state.map, residual, outputs, active, dilated,
+                               dilated_rows, mean, training)
+    return new_state, rows, self._proba_or_zeros(proba, state.map)
 
   def _xla_kernel(self):
     """`_sparse_compute` compiled with XLA (cached per unit)."""

@@ -46,21 +46,45 @@ Fields:
 """
 
 
-MapState = collections.namedtuple("MapState", ["map", "mean"])
+MapState = collections.namedtuple("MapState",
+                                  ["map", "mean", "indices", "rows"])
 MapState.__doc__ = """A block state passed between sparse units, with its mean.
 
+The state is `map` plus `rows` at `indices`: a unit that ran sparse leaves
+its residual unscattered, and the next unit that runs adds it
+(`materialize`). The last unit of a block that runs thus never pays for
+that scatter (a copy of the whole map), and the block output, which
+accumulates the residual rows itself (`act.SparseUpdate`), never needs it.
+
 Fields:
-  map: float `[batch, H, W, C]`, the state.
-  mean: float `[batch, 1, 1, C]`, its spatial mean (what the halting heads
-    pool), kept up to date from the residual rows instead of recomputed.
+  map: float `[batch, H, W, C]`.
+  mean: float `[batch, 1, 1, C]`, the spatial mean of the state (what the
+    halting heads pool), kept up to date from the residual rows instead of
+    recomputed.
+  indices: int32 `[K, 3]`, `(b, h, w)` positions, duplicates allowed.
+  rows: float `[K, C]`, to be added to `map` at `indices` (zero rows at
+    repeated or dummy positions).
 """
+
+
+def no_rows(x):
+  """Empty `(indices, rows)` for a `[batch, H, W, C]` map `x`."""
+  return (tf.zeros([0, 3], tf.int32), tf.zeros([0, x.shape[-1]], x.dtype))
 
 
 def map_state(state):
   """`state` (a map or a `MapState`) as a `MapState`."""
   if isinstance(state, MapState):
     return state
-  return MapState(state, spatial_mean(state))
+  return MapState(state, spatial_mean(state), *no_rows(state))
+
+
+def materialize(state):
+  """A `MapState` with its rows scattered into its map (none left over)."""
+  if state.rows.shape[0] == 0:
+    return state
+  return MapState(scatter_nd_add(state.map, state.indices, state.rows),
+                  state.mean, *no_rows(state.map))
 
 
 def spatial_mean(x):

@@ -105,7 +105,8 @@ class SpatialHaltingHead(HaltingHead):
       residual: float32 `[K, c]`, the unit's residual at the active entries
         (any values for dummies).
       outputs: float32 `[batch, h, w, c]`, the unit's output: `inputs` plus
-        `residual` at the active positions.
+        `residual` at the active positions; read only where
+        `reads_outputs(training)`, otherwise None will do.
       active: `sparse_ops.ActiveSet` of the positions not yet halted.
       dilated: `sparse_ops.ActiveSet` of their 3x3 dilation, or None.
       dilated_rows: float32 `[K_d, c]`, `inputs` at `dilated` (None with
@@ -118,7 +119,7 @@ class SpatialHaltingHead(HaltingHead):
       active positions up to float rounding, zero at the others (where the
       halting math ignores them).
     """
-    shape = tf.shape(outputs)
+    shape = tf.shape(inputs)
     linear = self._linear_taps(training)
     if dilated is None:
       taps = self._taps_map(outputs if linear is None else inputs, training,
@@ -142,6 +143,14 @@ class SpatialHaltingHead(HaltingHead):
              tf.gather(self._global_logit(mean, training),
                        active.indices[:, 0]))
     return sparse_ops.scatter_map(tf.sigmoid(logit), active, shape)
+
+  def reads_outputs(self, training=None):
+    """Whether `sparse_call` reads the unit's output map.
+
+    Not where the taps are linear (`_linear_taps`): they are then the
+    input's plus the residual's.
+    """
+    return self.activation is not None or bool(training)
 
   def _global_logit(self, mean, training=None):
     """`global_term`'s logits from the spatial mean, on rows.
@@ -199,7 +208,7 @@ class SpatialHaltingHead(HaltingHead):
       `(weights, offsets)`, float32 `[9, c]` and `[9]`, or None (an
       activation, or training).
     """
-    if self.activation is not None or training:
+    if self.reads_outputs(training):
       return None
     kernel = tf.reshape(self.local_conv.kernel, [KERNEL_SIZE**2, -1])
     scale, offset = normalization.inference_affine(self.local_bn)
