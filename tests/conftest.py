@@ -5,9 +5,10 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from helpers import REPO  # pylint: disable=g-import-not-at-top
 SHARED = pathlib.Path(os.environ.get("SACT_SHARED_DIR", REPO.parent / "shared"))
 
 
@@ -32,3 +33,9 @@ def oracle_dir():
 @pytest.fixture(scope="session")
 def testdata_dir():
   return shared_dir("testdata")
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+  """Every test starts from the same Python, NumPy and TensorFlow seeds."""
+  keras.utils.set_random_seed(0)

@@ -1,15 +1,13 @@
 """tools/benchmark.py on a tiny ImageNet ResNet (subprocesses)."""
 
 import json
-import os
-import pathlib
-import subprocess
 import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TOOL = str(REPO / "tools" / "benchmark.py")
+import helpers
+
+pytestmark = pytest.mark.slow
 # Blocks of 1 unit (no unit runs on a residual mask) and of 4 units; wide
 # enough that the stem does not dominate the FLOPs.
 TINY = ["--model=1_4_4_1", "--base_channels=16", "--image_size=32",
@@ -17,9 +15,7 @@ TINY = ["--model=1_4_4_1", "--base_channels=16", "--image_size=32",
 
 
 def _run(args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.run([sys.executable, TOOL] + TINY + args, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return helpers.run_tool("benchmark.py", TINY + args)
 
 
 def test_report(tmp_path):
@@ -65,9 +61,10 @@ def test_report(tmp_path):
       for size, width in ((8, 64), (4, 128), (2, 256), (1, 512))
       for depth in (1, width) for fraction in (0.5, 40)]
   for s in scatters:
-    assert s["chosen"] == ("xla" if s["rows"] * (s["depth"] + 22) >= 100000
-                           else "tf")
     assert s["faster"] == min(s["us"], key=s["us"].get)
+  # The default rule compiles the large scatters of a map, not the small.
+  for small, large in zip(scatters[::2], scatters[1::2]):
+    assert small["chosen"] == "tf" or large["chosen"] == "xla"
   assert {s["chosen"] for s in scatters} == {"tf", "xla"}
   assert "wall" in result.stdout and "efficiency" in result.stdout
 
@@ -78,7 +75,8 @@ def test_bad_input_is_one_line(tmp_path):
   for args, needle in [(["--sparse_kernels=cuda"], "'cuda'"),
                        ([f"--output={existing}"], str(existing)),
                        (["--images=/nonexistent/*.jpg"], "/nonexistent"),
-                       (["--flops_fractions=0.5,-0.25"], "'-0.25'")]:
+                       (["--flops_fractions=0.5,-0.25"], "'-0.25'"),
+                       (['--sparse_config={"buckets": 2}'], "buckets")]:
     result = _run(args + ["--network_benchmark=false",
                           "--unit_benchmark=false"])
     assert result.returncode != 0
@@ -88,7 +86,7 @@ def test_bad_input_is_one_line(tmp_path):
 
 
 def test_flops_rel_diff():
-  sys.path.insert(0, str(REPO / "tools"))
+  sys.path.insert(0, str(helpers.REPO / "tools"))
   try:
     import benchmark  # pylint: disable=import-outside-toplevel
   finally:

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import oracle
-from conftest import REPO
+import helpers
+from helpers import REPO
 from sact_tf import checkpoints
 from sact_tf import models
 
@@ -30,9 +31,8 @@ def original_tensors(model, seed=0):
 
 
 def tiny(model_type="sact", **kwargs):
-  model = models.imagenet_resnet("1_1_2_1", num_classes=6,
-                                 model_type=model_type, base_channels=4,
-                                 **kwargs)
+  model = helpers.tiny_model("imagenet", model_type, depth="1_1_2_1",
+                             num_classes=6, **kwargs)
   model.build((None, 32, 32, 3))
   return model
 

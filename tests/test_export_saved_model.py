@@ -9,8 +9,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-import tiny_runs
-from conftest import REPO
+import helpers
+from helpers import REPO
 from sact_tf.data import preprocessing
 from sact_tf.export import saved_model
 
@@ -21,7 +21,7 @@ BLOCKS = ("block1", "block2", "block3", "block4")
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
-  return tiny_runs.exported(tmp_path_factory)
+  return helpers.exported(tmp_path_factory)
 
 
 def expected_outputs(model, images):
@@ -164,7 +164,7 @@ def test_saved_model_cli_show_and_run(export, tmp_path):
 
 
 def test_existing_version_is_refused_unless_overwrite(tmp_path):
-  tiny_runs.write_run(tmp_path / "run", "cifar", "vanilla", depth="1")
+  helpers.write_run(tmp_path / "run", "cifar", "vanilla", depth="1")
   base = str(tmp_path / "models")
   first, config = saved_model.export_checkpoint(str(tmp_path / "run"), base,
                                                 version=3)

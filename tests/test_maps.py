@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-import tiny_runs
-from conftest import REPO
+import helpers
+from helpers import REPO
 from sact_tf.data import preprocessing
 from sact_tf.training import checkpoint_io
 from sact_tf.viz import h5_export
@@ -122,7 +122,7 @@ def batches(images, size):
 
 
 def test_export_to_h5_and_draw(tmp_path):
-  model = tiny_runs.write_run(tmp_path / "run", "cifar", "sact")
+  model = helpers.write_run(tmp_path / "run", "cifar", "sact")
   images = np.random.default_rng(3).normal(size=(7, 32, 32, 3)).astype(
       np.float32)
   path = str(tmp_path / "maps.h5")
@@ -162,11 +162,11 @@ def test_export_to_h5_and_draw(tmp_path):
 
 
 def test_export_refuses_vanilla_and_draw_refuses_act(tmp_path):
-  vanilla = tiny_runs.write_run(tmp_path / "vanilla", "cifar", "vanilla",
+  vanilla = helpers.write_run(tmp_path / "vanilla", "cifar", "vanilla",
                                 depth="1")
   with pytest.raises(ValueError, match="a vanilla model has no ponder cost"):
     h5_export.export_to_h5(vanilla, [], str(tmp_path / "v.h5"), 1, "cifar")
-  act = tiny_runs.write_run(tmp_path / "act", "cifar", "act")
+  act = helpers.write_run(tmp_path / "act", "cifar", "act")
   path = str(tmp_path / "act.h5")
   images = np.zeros((2, 32, 32, 3), np.float32)
   h5_export.export_to_h5(act, batches(images, 2), path, 10, "cifar")
@@ -182,7 +182,7 @@ def test_export_refuses_vanilla_and_draw_refuses_act(tmp_path):
 
 def test_export_maps_and_draw_tools(tmp_path):
   """A run on the offline dataset to HDF5, then tools/draw_ponder_maps.py."""
-  tiny_runs.write_run(tmp_path / "run", "cifar", "sact")
+  helpers.write_run(tmp_path / "run", "cifar", "sact")
   # The export runs the model sparse (the same maps as dense up to float
   # rounding, tests/test_sparse.py).
   model, _ = checkpoint_io.restore_model(str(tmp_path / "run"),

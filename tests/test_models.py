@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from halting import randomize_halting
+from helpers import randomize_halting
+from helpers import tiny_model
 from sact_tf import models
 from sact_tf.layers import AdaptiveBlock
 from sact_tf.models import adaptive_resnet
@@ -14,14 +15,11 @@ MODEL_TYPES = ["vanilla", "act", "act_early_stopping", "sact"]
 
 
 def tiny_cifar(model_type, **kwargs):
-  return models.cifar_resnet("2", num_classes=5, model_type=model_type,
-                             base_channels=4, **kwargs)
+  return tiny_model("cifar", model_type, **kwargs)
 
 
 def tiny_imagenet(model_type, **kwargs):
-  return models.imagenet_resnet("1_2_1_2", num_classes=7,
-                                model_type=model_type, base_channels=4,
-                                **kwargs)
+  return tiny_model("imagenet", model_type, num_classes=7, **kwargs)
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
@@ -69,7 +67,7 @@ def test_sact_ponder_cost_map_is_the_upsampled_sum():
   # halts after the same unit, and the last assertion would not test much.
   keras.utils.set_random_seed(0)
   model = tiny_cifar("sact")
-  randomize_halting(model)
+  randomize_halting(model, bias=4.0)
   out = model(tf.random.normal([2, 16, 16, 3]), training=False)
   expected = sum(
       np.repeat(np.repeat(out[f"{b}/ponder_cost"].numpy(), s, 1), s, 2)
@@ -96,7 +94,7 @@ def test_sact_map_is_tf1_resize_nearest_neighbor(size):
 
 def test_sact_flops_follow_the_masks():
   model = tiny_cifar("sact")
-  randomize_halting(model)
+  randomize_halting(model, bias=4.0)
   out = model(tf.random.normal([2, 16, 16, 3]), training=False)
   num_units = out["block_1/num_units"].numpy()
   assert 0 < (num_units == 2).mean() < 1
@@ -142,7 +140,7 @@ def test_act_early_stopping_matches_act_and_skips_units():
   images = tf.random.normal([4, 16, 16, 3])
   act_model(images)
   early(images)
-  randomize_halting(act_model, bias=8.0, scale=0.01)
+  randomize_halting(act_model, scale=0.01, bias=8.0)
   for a, b in zip(act_model.variables, early.variables):
     b.assign(a)
   expected = act_model(images, training=False)
@@ -224,7 +222,7 @@ def test_vanilla_ignores_tau():
 def test_keras_save_load_round_trip(tmp_path, factory):
   model = factory("sact", tau=0.02)
   images = tf.random.normal([2, 32, 48, 3])
-  randomize_halting(model)
+  randomize_halting(model, bias=4.0)
   expected = model(images, training=False)
   path = str(tmp_path / "model.keras")
   model.save(path)

@@ -5,7 +5,6 @@ import pytest
 import tensorflow as tf
 
 import oracle
-from sact_tf.layers import halting_unit
 from conftest import SHARED
 
 CASES = sorted(p.parent.name for p in (SHARED / "oracle").glob("*/case.json"))
@@ -43,14 +42,12 @@ def test_early_stopping_matches_original(oracle_dir):
 
 @pytest.mark.parametrize("case", SACT_CASES or ["<no SACT oracle case>"])
 @pytest.mark.parametrize("sparse_kernels", ["tf", "xla"])
-def test_sparse_matches_original(case, sparse_kernels, oracle_dir,
-                                 monkeypatch):
+def test_sparse_matches_original(case, sparse_kernels, oracle_dir):
   case_dir = oracle_dir / case
   # Every unit with an active position runs the sparse kernels.
-  monkeypatch.setattr(halting_unit.HaltingUnit, "dense_above_cost",
-                      lambda self: 1.01)
-  model = oracle.load_model(case_dir, execution="sparse",
-                            sparse_kernels=sparse_kernels)
+  model = oracle.load_model(
+      case_dir, execution="sparse",
+      sparse_config={"dense_above_cost": (), "kernels": sparse_kernels})
   reference = np.load(case_dir / "reference.npz")
   outputs = model(tf.constant(reference["images"]), training=False)
   oracle.compare(outputs, reference, sact=True)

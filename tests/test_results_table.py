@@ -1,15 +1,14 @@
 """tools/results_table.py: rows from evaluated run directories."""
 
 import json
-import pathlib
 import subprocess
 import sys
 
 import tensorflow as tf
 
-import tiny_runs
+import helpers
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = helpers.REPO
 TOOL = str(REPO / "tools" / "results_table.py")
 
 
@@ -20,11 +19,11 @@ def _write_metrics(run_dir, metrics):
 
 
 def test_table_of_a_vanilla_and_a_sact_run(tmp_path):
-  vanilla = tiny_runs.write_run(tmp_path / "vanilla", "cifar", "vanilla")
+  vanilla = helpers.write_run(tmp_path / "vanilla", "cifar", "vanilla")
   full = int(vanilla(tf.zeros([1, 32, 32, 3]), training=False)["flops"][0])
   _write_metrics(tmp_path / "vanilla", {"eval/Accuracy": 0.9,
                                         "Total Flops/mean": full})
-  tiny_runs.write_run(tmp_path / "sact", "cifar", "sact")
+  helpers.write_run(tmp_path / "sact", "cifar", "sact")
   config = json.loads((tmp_path / "sact" / "config.json").read_text())
   config["model_kwargs"]["tau"] = 0.05
   (tmp_path / "sact" / "config.json").write_text(json.dumps(config))
@@ -43,7 +42,7 @@ def test_table_of_a_vanilla_and_a_sact_run(tmp_path):
 
 
 def test_a_run_without_evaluation_is_one_line_error(tmp_path):
-  tiny_runs.write_run(tmp_path / "run", "cifar", "sact")
+  helpers.write_run(tmp_path / "run", "cifar", "sact")
   result = subprocess.run([sys.executable, TOOL, str(tmp_path / "run")],
                           capture_output=True, text=True, timeout=120)
   assert result.returncode != 0

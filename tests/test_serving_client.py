@@ -23,8 +23,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-import tiny_runs
-from conftest import REPO
+import helpers
+from helpers import REPO
 from sact_tf.data import preprocessing
 from sact_tf.export import serving_client
 
@@ -33,7 +33,7 @@ MODEL_NAME = "sact"
 
 @pytest.fixture(scope="module")
 def signatures(tmp_path_factory):
-  _, _, path = tiny_runs.exported(tmp_path_factory)
+  _, _, path = helpers.exported(tmp_path_factory)
   return tf.saved_model.load(path).signatures
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tiny_runs
-from conftest import REPO
+import helpers
+from helpers import REPO
 from sact_tf.export import tflite
 
 IMAGES = {"imagenet": np.random.default_rng(2).uniform(
@@ -21,7 +21,7 @@ _FLOAT_MODELS = {}
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
-  return tiny_runs.exported(tmp_path_factory)
+  return helpers.exported(tmp_path_factory)
 
 
 def float_model(path):
@@ -46,7 +46,7 @@ def run_both(path, model_content, images):
 def test_float_tflite_matches_the_saved_model(tmp_path_factory, family,
                                               model_type):
   """Floats within 1e-4, ints equal; SACT is exported with sparse execution."""
-  _, _, path = tiny_runs.exported(tmp_path_factory, family, model_type)
+  _, _, path = helpers.exported(tmp_path_factory, family, model_type)
   saved, lite = run_both(path, float_model(path), IMAGES[family])
   assert set(lite) == set(saved)
   for key, value in saved.items():

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
 from sact_tf.training import checkpoint_io
 from sact_tf.training import run_config
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = helpers.REPO
 TRAIN = str(REPO / "tools" / "train.py")
 EVALUATE = str(REPO / "tools" / "evaluate.py")
 TINY_FLAGS = ["--dataset=cluttered_digits", "--model=2", "--base_channels=4",

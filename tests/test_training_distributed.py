@@ -14,8 +14,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+import helpers
+
 WORKER = pathlib.Path(__file__).with_name("distributed_worker.py")
-REPO = WORKER.parents[1]
+REPO = helpers.REPO
 TIMEOUT = 240
 
 

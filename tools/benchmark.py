@@ -17,14 +17,18 @@ Reports ms per image, the FLOPs fraction (SACT / vanilla FLOPs), the
 wall-clock fraction (sparse / dense time), the efficiency (FLOPs fraction /
 wall-clock fraction), a per-unit micro-benchmark (one unit of each block at
 set active fractions, against the ideal `sparse_cost`) and, with
-`--scatter_benchmark`, the scatters that `sparse_ops.scatter_nd_add`
-compiles with XLA or not, as a table and as JSON (`--output`). The models
+`--scatter_benchmark`, the scatters that `sact_tf.sparse.scatter` compiles
+with XLA or not (`SparseConfig.scatter_compiled`), as a table and as JSON (`--output`). The models
 run in interleaved rounds; times are medians over the rounds and ratios
 medians of the per-round ratios, so that the drifting speed of a shared
 machine cancels out.
 
   python tools/benchmark.py --output=benchmark.json
 """
+
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
 
 import glob
 import json
@@ -39,9 +43,12 @@ import numpy as np
 import tensorflow as tf
 
 from sact_tf import models
-from sact_tf.layers import halting_unit
-from sact_tf.layers import masking
-from sact_tf.layers import sparse_ops
+from sact_tf.sparse import active_set
+from sact_tf.sparse import map_state
+from sact_tf.sparse import residual_rows
+from sact_tf.sparse import scatter
+from sact_tf.sparse import unit_step
+from sact_tf.sparse.sparse_config import SparseConfig
 from sact_tf.utils import files
 from sact_tf.utils import halting_calibration
 
@@ -56,6 +63,10 @@ flags.DEFINE_list("flops_fractions", ["0.25", "0.5", "0.75", "1.0"],
                   "block (what sparse execution cannot shrink).")
 flags.DEFINE_list("sparse_kernels", ["tf"],
                   "Sparse kernels to time: tf, xla (or both).")
+flags.DEFINE_string("sparse_config", None,
+                    "JSON of SparseConfig fields (thresholds, buckets, "
+                    "scatter rule) that replace the defaults; the kernels "
+                    "come from --sparse_kernels.")
 flags.DEFINE_integer("repeats", 11,
                      "Timed rounds (each model once per round).")
 flags.DEFINE_integer("warmup", 2, "Untimed runs before timing.")
@@ -65,7 +76,7 @@ flags.DEFINE_list("unit_fractions", ["0.25", "0.5", "0.75", "1.0"],
                   "Active fractions of the per-unit benchmark.")
 flags.DEFINE_bool("scatter_benchmark", False, "Time tf.tensor_scatter_nd_add "
                   "against its XLA-compiled form on the maps of every block "
-                  "(what sparse_ops.scatter_nd_add chooses between).")
+                  "(what sparse execution's scatters choose between).")
 flags.DEFINE_list("scatter_fractions", ["0.03", "0.1", "0.3", "1.0", "2.0"],
                   "Rows scattered, as fractions of the map's positions "
                   "(a block's output gathers the rows of all its units).")
@@ -80,9 +91,9 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 FULL_FLOPS_BIAS = -30.0  # Nothing halts.
 FIRST_UNITS_BIAS = 30.0  # Every position halts after the first unit.
-# `HaltingUnit.dilation_gathered_below` forcing each way of computing the
-# first conv of a sparse unit (`--dilation_paths`).
-DILATION_PATHS = {"gathered": 1.01, "whole_map": 0.0}
+# Whether a sparse unit gathers the 3x3 dilation for its first conv, for
+# each way of computing it that `--dilation_paths` times.
+DILATION_PATHS = {"gathered": True, "whole_map": False}
 SCATTER_CHAIN = 8  # Scatters per timed call (`--scatter_benchmark`).
 
 
@@ -170,7 +181,8 @@ def network_benchmark(images):
   vanilla = models.imagenet_resnet(model_type="vanilla", **kwargs)
   dense = models.imagenet_resnet(model_type="sact", **kwargs)
   sparse = {k: models.imagenet_resnet(model_type="sact", execution="sparse",
-                                      sparse_kernels=k, **kwargs)
+                                      sparse_config=sparse_config(k),
+                                      **kwargs)
             for k in FLAGS.sparse_kernels}
   for model in [vanilla, dense, *sparse.values()]:
     model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
@@ -257,65 +269,85 @@ def smooth_mask(shape, fraction, rng):
   return (noise > threshold).astype(np.float32)
 
 
+def sparse_config(kernels):
+  """The `SparseConfig` of `--sparse_config` with `kernels`."""
+  fields = json.loads(FLAGS.sparse_config) if FLAGS.sparse_config else {}
+  return SparseConfig.create(dict(fields, kernels=kernels))
+
+
 def unit_benchmark():
-  """Dense vs sparse time of one (non-first) unit of every block."""
+  """Dense vs sparse time of one (non-first) unit of every block.
+
+  The sparse kernels are timed themselves (`unit_step.sparse_unit`), with
+  the first conv's path the configuration picks for the mask, and with
+  `--dilation_paths` both paths.
+  """
   model = models.imagenet_resnet(model=FLAGS.model, model_type="sact",
                                  base_channels=FLAGS.base_channels)
   model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
   rng = np.random.default_rng(FLAGS.seed)
   rows = []
-  saved = halting_unit.HaltingUnit.dense_above_cost
-  # Time the sparse kernels themselves.
-  halting_unit.HaltingUnit.dense_above_cost = lambda self: 2.0
-  try:
-    for index, block in enumerate(model.blocks):
-      if len(block.units) < 2:
-        continue  # No unit of the block runs on a residual mask.
-      unit = block.units[1]
-      # The stem and each block's first unit halve the resolution (SAME).
-      size = -(-FLAGS.image_size // (4 * 2**index))
-      depth = unit.residual_unit.depth
-      for batch in [int(b) for b in FLAGS.batch_sizes]:
-        x = tf.constant(rng.normal(size=(batch, size, size, depth)),
-                        tf.float32)
-        # In a network a unit receives the state with its mean.
-        state = sparse_ops.map_state(x)
-        for fraction in [float(f) for f in FLAGS.unit_fractions]:
-          mask = tf.constant(smooth_mask((batch, size, size, 1), fraction,
-                                         rng))
-          # Both return the new state map and the halting probabilities.
-          functions = {"dense": tf.function(
-              lambda u=unit, m=mask: u(x, residual_mask=m,
-                                       training=False)[:2])}
-          def sparse(k, u=unit, s=state, m=mask):
-            return tf.function(lambda: _map_and_proba(u.sparse_call(
-                s, m, training=False, sparse_kernels=k)))
-
-          for k in FLAGS.sparse_kernels:
-            functions[f"sparse_{k}"] = sparse(k)
-            for path, below in (DILATION_PATHS.items()
-                                if FLAGS.dilation_paths else ()):
-              functions[f"sparse_{k}_{path}"] = _traced_with_threshold(
-                  sparse(k), below)
-          times = time_interleaved(functions, (), 3 * FLAGS.repeats,
-                                   FLAGS.warmup)
-          active = float(np.mean(mask))
-          dilated = float(np.mean(masking.dilate_mask(mask)))
-          ideal = float(unit.residual_unit.sparse_cost(active, dilated))
-          row = {"block": block.name, "size": size, "depth": depth,
-                 "batch": batch, "active": active, "dilated": dilated,
-                 "ideal": ideal,
-                 "ms": {k: 1000 * float(np.median(t))
-                        for k, t in times.items()}}
-          for name in functions:
-            if name != "dense":
-              ratio = median_ratio(times, name, "dense")
-              row[name] = {"ratio": ratio, "efficiency": ideal / ratio}
-          rows.append(row)
-          print(format_unit_row(row), flush=True)
-  finally:
-    halting_unit.HaltingUnit.dense_above_cost = saved
+  for index, block in enumerate(model.blocks):
+    if len(block.units) < 2:
+      continue  # No unit of the block runs on a residual mask.
+    unit = block.units[1]
+    # The stem and each block's first unit halve the resolution (SAME).
+    size = -(-FLAGS.image_size // (4 * 2**index))
+    depth = unit.residual_unit.depth
+    for batch in [int(b) for b in FLAGS.batch_sizes]:
+      x = tf.constant(rng.normal(size=(batch, size, size, depth)),
+                      tf.float32)
+      # In a network a unit receives the state with its mean.
+      state = map_state.from_map(x)
+      for fraction in [float(f) for f in FLAGS.unit_fractions]:
+        mask = tf.constant(smooth_mask((batch, size, size, 1), fraction,
+                                       rng))
+        active = float(np.mean(mask))
+        dilated = float(np.mean(active_set.dilate_mask(mask)))
+        # Each returns the new state map and the halting probabilities.
+        functions = {"dense": tf.function(
+            lambda u=unit, m=mask: u(x, residual_mask=m,
+                                     training=False)[:2])}
+        for k in FLAGS.sparse_kernels:
+          config = sparse_config(k)
+          gathered = dilated < config.gathered_below(depth)
+          functions[f"sparse_{k}"] = _sparse_unit(unit, config, state, mask,
+                                                  gathered)
+          for path, gather in (DILATION_PATHS.items()
+                               if FLAGS.dilation_paths else ()):
+            functions[f"sparse_{k}_{path}"] = _sparse_unit(
+                unit, config, state, mask, gather)
+        times = time_interleaved(functions, (), 3 * FLAGS.repeats,
+                                 FLAGS.warmup)
+        ideal = float(residual_rows.sparse_cost(unit.residual_unit, active,
+                                                dilated))
+        row = {"block": block.name, "size": size, "depth": depth,
+               "batch": batch, "active": active, "dilated": dilated,
+               "ideal": ideal,
+               "ms": {k: 1000 * float(np.median(t))
+                      for k, t in times.items()}}
+        for name in functions:
+          if name != "dense":
+            ratio = median_ratio(times, name, "dense")
+            row[name] = {"ratio": ratio, "efficiency": ideal / ratio}
+        rows.append(row)
+        print(format_unit_row(row), flush=True)
   return rows
+
+
+def _sparse_unit(unit, config, state, mask, gather_dilation):
+  """A function giving the sparse unit's new state map and probabilities."""
+  dilated_mask = active_set.dilate_mask(mask)
+  kernel = unit_step.sparse_unit_kernel(unit, config)
+
+  @tf.function
+  def run():
+    active, dilated = unit_step.active_sets(config, mask, dilated_mask,
+                                            gather_dilation)
+    new_state, _, proba = kernel(state, active, dilated, False)
+    return map_state.materialize(new_state, config).map, proba
+
+  return run
 
 
 def scatter_benchmark():
@@ -330,6 +362,7 @@ def scatter_benchmark():
                                  base_channels=FLAGS.base_channels)
   model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
   rng = np.random.default_rng(FLAGS.seed)
+  config = sparse_config("tf")
   rows = []
   for index, block in enumerate(model.blocks):
     size = -(-FLAGS.image_size // (4 * 2**index))
@@ -344,13 +377,13 @@ def scatter_benchmark():
               [rng.integers(0, n, count) for n in (batch, size, size)], 1),
                                 tf.int32)
           updates = tf.constant(rng.normal(size=(count, depth)), tf.float32)
-          capacity = sparse_ops.geometric_capacity(count)
+          capacity = scatter.geometric_capacity(count)
           padded = (tf.pad(indices, [[0, capacity - count], [0, 0]]),
                     tf.pad(updates, [[0, capacity - count], [0, 0]]))
           functions = {
               "tf": _scatter_chain(tf.tensor_scatter_nd_add, indices,
                                    updates),
-              "xla": _scatter_chain(sparse_ops.xla_scatter_nd_add,
+              "xla": _scatter_chain(scatter.xla_scatter_nd_add,
                                     *padded),
               "none": _scatter_chain(None, indices, updates)}
           times = time_interleaved(functions, (x,), 3 * FLAGS.repeats,
@@ -361,42 +394,24 @@ def scatter_benchmark():
           row = {"block": block.name, "batch": batch, "size": size,
                  "depth": depth, "rows": count, "us": us,
                  "faster": min(us, key=us.get),
-                 "chosen": ("xla" if sparse_ops.scatter_compiled(count, depth)
+                 "chosen": ("xla" if config.scatter_compiled(count, depth)
                             else "tf")}
           rows.append(row)
           print(format_scatter_row(row), flush=True)
   return rows
 
 
-def _scatter_chain(scatter, indices, updates):
+def _scatter_chain(scatter_fn, indices, updates):
   """A function of `x` scattering `SCATTER_CHAIN` times (None: none)."""
 
   @tf.function(autograph=False)
   def chain(x):
-    if scatter is not None:
+    if scatter_fn is not None:
       for _ in range(SCATTER_CHAIN):
-        x = scatter(x, indices, updates)
+        x = scatter_fn(x, indices, updates)
     return x[0, 0, 0, 0]
 
   return chain
-
-
-def _traced_with_threshold(fn, gathered_below):
-  """`fn`, traced with `dilation_gathered_below` set to `gathered_below`."""
-  saved = halting_unit.HaltingUnit.dilation_gathered_below
-  halting_unit.HaltingUnit.dilation_gathered_below = (
-      lambda self: gathered_below)
-  try:
-    fn()
-  finally:
-    halting_unit.HaltingUnit.dilation_gathered_below = saved
-  return fn
-
-
-def _map_and_proba(sparse_result):
-  """The new state map and probabilities of a `sparse_call` result."""
-  update, proba, _ = sparse_result
-  return sparse_ops.materialize(update.state).map, proba
 
 
 def format_network_row(row):
@@ -435,7 +450,7 @@ def main(argv):
   del argv
   try:
     for k in FLAGS.sparse_kernels:
-      halting_unit.resolve_sparse_kernels(k)
+      sparse_config(k)
     for fraction in FLAGS.flops_fractions:
       if not float(fraction) >= 0:
         raise ValueError(f"--flops_fractions takes fractions >= 0, "
@@ -446,13 +461,13 @@ def main(argv):
     images = (photo_images(FLAGS.images, count, FLAGS.image_size)
               if FLAGS.images else
               synthetic_images(count, FLAGS.image_size, FLAGS.seed))
-  except ValueError as e:
+  except (ValueError, json.JSONDecodeError) as e:
     sys.exit(f"benchmark: error: {e}")
   report = {"machine": machine(),
             "settings": {k: FLAGS[k].value for k in (
                 "model", "base_channels", "image_size", "batch_sizes",
-                "flops_fractions", "sparse_kernels", "repeats", "images",
-                "seed")}}
+                "flops_fractions", "sparse_kernels", "sparse_config",
+                "repeats", "images", "seed")}}
   print(f"{report['machine']}")
   if FLAGS.network_benchmark:
     report["network"] = network_benchmark(images)

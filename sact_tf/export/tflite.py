@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.lite.python import convert_phase
 
-from sact_tf import act
+from sact_tf.sparse import block as sparse_block
 from sact_tf.export import saved_model as saved_model_lib
 from sact_tf.utils import files
 
@@ -60,7 +60,7 @@ def _inlinable(saved_model_dir, tmp):
   """The SavedModel with no function marked not to be inlined.
 
   Sparse SACT blocks call their skip segments as functions that TensorFlow
-  must not inline (`act.NOINLINE_ATTRIBUTE`, a hint to TF's graph
+  must not inline (`sparse_block.NOINLINE_ATTRIBUTE`, a hint to TF's graph
   executor); TFLite's converter cannot convert such calls. When there are
   any, a copy of the graph without the marks is written to `tmp`, next to
   links to the original variables and assets.
@@ -76,11 +76,11 @@ def _inlinable(saved_model_dir, tmp):
     proto.ParseFromString(f.read())
   marked = [function.attr for meta_graph in proto.meta_graphs
             for function in meta_graph.graph_def.library.function
-            if act.NOINLINE_ATTRIBUTE in function.attr]
+            if sparse_block.NOINLINE_ATTRIBUTE in function.attr]
   if not marked:
     return saved_model_dir
   for attr in marked:
-    del attr[act.NOINLINE_ATTRIBUTE]
+    del attr[sparse_block.NOINLINE_ATTRIBUTE]
   with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
     f.write(proto.SerializeToString())
   for name in ("variables", "assets"):

@@ -1,13 +1,10 @@
 """A block of residual units run with vanilla, ACT or SACT semantics."""
 
-import functools
-
 import keras
-import tensorflow as tf
 
 from sact_tf import act
-from sact_tf.layers import sparse_ops
-from sact_tf.layers.halting_unit import resolve_sparse_kernels
+from sact_tf.sparse import block as sparse_block
+from sact_tf.sparse.sparse_config import SparseConfig
 
 MODEL_TYPES = ("vanilla", "act", "act_early_stopping", "sact")
 EXECUTIONS = ("dense", "sparse")
@@ -40,7 +37,7 @@ class AdaptiveBlock(keras.layers.Layer):
     the positions not yet halted. With `execution="dense"` every position is
     computed and the halted ones masked, exactly as the original; with
     `execution="sparse"` (at inference) only the active positions are
-    computed (`HaltingUnit.sparse_call`), with the same outputs up to float
+    computed (`sact_tf.sparse.block`), with the same outputs up to float
     rounding. Training (batch norm on batch statistics of the whole map)
     runs dense.
 
@@ -50,8 +47,8 @@ class AdaptiveBlock(keras.layers.Layer):
     model_type: str. One of `MODEL_TYPES`. Defaults to `"vanilla"`.
     eps: float. Halting threshold `1 - eps`. Defaults to 0.01.
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
-    sparse_kernels: str. `"auto"`, `"xla"` or `"tf"`, see
-      `HaltingUnit.sparse_call`. Defaults to `"auto"`.
+    sparse_config: `sact_tf.sparse.SparseConfig`, its `to_dict()` dict, or
+      None for the defaults: how sparse execution runs. Defaults to None.
 
   Call arguments:
     inputs: float32 `[batch, H, W, c_in]`.
@@ -65,11 +62,10 @@ class AdaptiveBlock(keras.layers.Layer):
   """
 
   def __init__(self, units, model_type="vanilla", eps=act.DEFAULT_EPS,
-               execution="dense", sparse_kernels="auto", **kwargs):
+               execution="dense", sparse_config=None, **kwargs):
     super().__init__(**kwargs)
     check_model_type(model_type)
     check_execution(execution)
-    resolve_sparse_kernels(sparse_kernels)
     if not units:
       raise ValueError(f"a block needs at least one unit, received units={units!r}")
     heads = [unit.halting_head is not None for unit in units]
@@ -82,7 +78,7 @@ class AdaptiveBlock(keras.layers.Layer):
     self.model_type = model_type
     self.eps = eps
     self.execution = execution
-    self.sparse_kernels = sparse_kernels
+    self.sparse_config = SparseConfig.create(sparse_config)
 
   def build(self, input_shape):
     shape = input_shape
@@ -99,45 +95,35 @@ class AdaptiveBlock(keras.layers.Layer):
         flops += unit_flops
       return {"outputs": state, "flops": flops}
 
-    sparse = (self.model_type == "sact" and self.execution == "sparse" and
-              not training)
-
-    def run_unit(state, unit_idx, residual_mask=None):
-      unit = self.units[unit_idx]
-      if sparse:
-        return unit.sparse_call(state, residual_mask, training=training,
-                                sparse_kernels=self.sparse_kernels)
-      return unit(state, residual_mask=residual_mask, training=training)
-
-    if self.model_type == "sact":
-      halting_fn = act.spatially_adaptive_computation_time
-      if sparse:  # Units with no active position are skipped altogether.
-        halting_fn = functools.partial(
-            halting_fn, halted_flops=self._halted_flops,
-            scatter_nd_add=sparse_ops.scatter_nd_add)
+    if (self.model_type == "sact" and self.execution == "sparse" and
+        not training):
+      result = sparse_block.sparse_block(self.units, inputs, self.eps,
+                                         self.sparse_config, training)
     else:
       halting_fn = {
           "act": act.adaptive_computation_time_wrapper,
           "act_early_stopping": act.adaptive_computation_early_stopping,
+          "sact": act.spatially_adaptive_computation_time,
       }[self.model_type]
-    ponder_cost, num_units, flops, distribution, outputs = halting_fn(
-        inputs, run_unit, len(self.units), eps=self.eps)
+      result = halting_fn(inputs, self._run_unit(training), len(self.units),
+                          eps=self.eps)
+    ponder_cost, num_units, flops, distribution, outputs = result
     return {"outputs": outputs, "flops": flops, "ponder_cost": ponder_cost,
             "num_units": num_units, "halting_distribution": distribution}
 
-  def _halted_flops(self, unit_idx, residual_mask):
-    """The FLOPs unit `unit_idx` counts with no active position."""
-    unit = self.units[unit_idx]
-    shape = tf.concat([tf.shape(residual_mask)[:3],
-                       [unit.residual_unit.depth_in]], 0)
-    return unit.masked_flops(shape, residual_mask)
+  def _run_unit(self, training):
+    """The unit callable of the `act` functions."""
+    def run_unit(state, unit_idx, residual_mask=None):
+      return self.units[unit_idx](state, residual_mask=residual_mask,
+                                  training=training)
+    return run_unit
 
   def get_config(self):
     config = super().get_config()
     config.update(
         units=[keras.saving.serialize_keras_object(u) for u in self.units],
         model_type=self.model_type, eps=self.eps, execution=self.execution,
-        sparse_kernels=self.sparse_kernels)
+        sparse_config=self.sparse_config.to_dict())
     return config
 
   @classmethod

@@ -1,7 +1,6 @@
 """The ImageNet model's bottleneck residual unit (ResNet v2)."""
 
 import keras
-import tensorflow as tf
 
 from sact_tf.layers import normalization
 from sact_tf.layers.masked_conv2d import MaskedConv2D

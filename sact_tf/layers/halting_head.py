@@ -34,7 +34,7 @@ class HaltingHead(keras.layers.Layer):
     self.activation = activation
     self.batch_norm = dict(batch_norm)
     self.weight_decay = weight_decay
-    self._activation_fn = activations.get(activation)
+    self.activation_fn = activations.get(activation)
     self.global_bn = normalization.batch_norm("global_bn", self.batch_norm)
 
   def _global_conv(self, activation, bias_initializer):
@@ -58,7 +58,7 @@ class HaltingHead(keras.layers.Layer):
     """
     if mean is None:
       mean = tf.reduce_mean(inputs, [1, 2], keepdims=True)
-    x = self._activation_fn(self.global_bn(mean, training=training))
+    x = self.activation_fn(self.global_bn(mean, training=training))
     return self.global_conv(x, training=training)
 
   def get_config(self):

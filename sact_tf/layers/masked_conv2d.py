@@ -93,8 +93,8 @@ class MaskedConv2D(keras.layers.Layer):
     self.activation = activation
     self.bias_initializer = bias_initializer
     self.weight_decay = weight_decay
-    self._activation_fn = activations.get(activation)
-    self._batch_norm_activation_fn = activations.get(batch_norm_activation)
+    self.activation_fn = activations.get(activation)
+    self.batch_norm_activation_fn = activations.get(batch_norm_activation)
     self.normalizer = (normalization.batch_norm("BatchNorm", self.batch_norm)
                        if self.batch_norm else None)
     self.use_bias = self.normalizer is None and bias_initializer is not None
@@ -123,26 +123,6 @@ class MaskedConv2D(keras.layers.Layer):
     return flops_lib.conv2d_flops(output_shape, self.kernel_size,
                                   self.in_channels, self.filters, output_mask)
 
-  def apply_rows(self, rows, training=None):
-    """The layer on gathered rows: one matmul instead of a convolution.
-
-    Args:
-      rows: float32 `[K, kh * kw * c_in]`: per output position, its input
-        patch flattened in `(dy, dx, c_in)` order (`[K, c_in]` for 1x1).
-      training: bool, batch norm mode.
-
-    Returns:
-      float32 `[K, c_out]`, what `call` gives at those positions (the
-      batch norm on rows: `normalization.normalize_rows`).
-    """
-    outputs = tf.matmul(rows, tf.reshape(self.kernel, [-1, self.filters]))
-    if self.use_bias:
-      outputs = tf.nn.bias_add(outputs, self.bias)
-    if self.normalizer is not None:
-      outputs = self._batch_norm_activation_fn(
-          normalization.normalize_rows(self.normalizer, outputs, training))
-    return self._activation_fn(outputs)
-
   def convolve(self, inputs):
     """The convolution and bias alone (no normalizer, no activation)."""
     padding = "SAME"
@@ -160,9 +140,9 @@ class MaskedConv2D(keras.layers.Layer):
   def normalize_and_activate(self, outputs, training=None):
     """The batch norm (with its own activation) and the activation."""
     if self.normalizer is not None:
-      outputs = self._batch_norm_activation_fn(
+      outputs = self.batch_norm_activation_fn(
           self.normalizer(outputs, training=training))
-    return self._activation_fn(outputs)
+    return self.activation_fn(outputs)
 
   def compute_output_shape(self, input_shape, output_mask=None):
     # SAME and symmetric padding both give ceil(size / stride) positions.

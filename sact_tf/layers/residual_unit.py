@@ -5,9 +5,8 @@ import keras
 import tensorflow as tf
 
 from sact_tf.layers import activations
-from sact_tf.layers import masking
 from sact_tf.layers import normalization
-from sact_tf.layers import sparse_ops
+from sact_tf.sparse import active_set
 
 
 class ResidualUnit(keras.layers.Layer):
@@ -55,7 +54,7 @@ class ResidualUnit(keras.layers.Layer):
     self.activation = activation
     self.batch_norm = dict(batch_norm)
     self.weight_decay = weight_decay
-    self._activation_fn = activations.get(activation)
+    self.activation_fn = activations.get(activation)
     self.preact = normalization.batch_norm("preact", self.batch_norm)
 
   def build(self, input_shape):
@@ -98,14 +97,14 @@ class ResidualUnit(keras.layers.Layer):
 
   def preactivate(self, inputs, training=None):
     """`preact` batch norm and the activation."""
-    return self._activation_fn(self.preact(inputs, training=training))
+    return self.activation_fn(self.preact(inputs, training=training))
 
   def _conv_masks(self, residual_mask, dilated_mask=None):
     """Output mask of each conv: the 3x3 dilation for the first."""
     if residual_mask is None:
       return [None] * len(self.convs)
     if dilated_mask is None:
-      dilated_mask = masking.dilate_mask(residual_mask)
+      dilated_mask = active_set.dilate_mask(residual_mask)
     return [dilated_mask] + [residual_mask] * (len(self.convs) - 1)
 
   def masked_flops(self, input_shape, residual_mask, dilated_mask=None):
@@ -124,82 +123,6 @@ class ResidualUnit(keras.layers.Layer):
         conv.flops(input_shape, mask)
         for conv, mask in zip(self.convs,
                               self._conv_masks(residual_mask, dilated_mask))])
-
-  def sparse_cost(self, active_fraction, dilated_fraction):
-    """Fraction of the branch's multiply-adds that sparse execution does.
-
-    The first conv runs on the dilated positions, the others on the active
-    ones: for a bottleneck, `(4 p_d + 13 p) / 17`.
-
-    Args:
-      active_fraction: float scalar tensor, `p`.
-      dilated_fraction: float scalar tensor, `p_d`.
-
-    Returns:
-      float scalar tensor in [0, 1].
-    """
-    macs = [c.kernel_size[0] * c.kernel_size[1] * c.in_channels * c.filters
-            for c in self.convs]
-    return (macs[0] * dilated_fraction +
-            sum(macs[1:]) * active_fraction) / sum(macs)
-
-  def sparse_residual(self, inputs, active, dilated, dilated_rows,
-                      training=None):
-    """The residual branch at the active positions only (sparse SACT).
-
-    Gives, up to float rounding, the rows of `call(inputs, residual_mask)`'s
-    residual at the active positions: the first conv runs on the 3x3
-    dilation of the active set (what the next 3x3 conv reads), the others
-    on the active set; each conv is one matmul on gathered rows or 3x3
-    patches (`MaskedConv2D.apply_rows`; a conv reads the previous one's
-    rows with `sparse_ops.gather_neighbours`), zero outside the image
-    exactly as SAME padding. With `dilated` None the first conv runs on the
-    whole map instead, as a convolution (for a dilation that covers most of
-    the map, cheaper than gathering it).
-
-    Args:
-      inputs: float32 `[batch, H, W, depth]`, the block state.
-      active: `sparse_ops.ActiveSet` of the positions not yet halted.
-      dilated: `sparse_ops.ActiveSet` of their 3x3 dilation, or None.
-      dilated_rows: float32 `[K_d, depth]`, `inputs` at `dilated` (None
-        with `dilated`).
-      training: bool, batch norm mode.
-
-    Returns:
-      float32 `[K, depth]`, the residual of each active entry.
-    """
-    if self.stride != 1 or self.depth_in != self.depth:
-      raise ValueError(
-          f"sparse execution needs a stride-1 unit with an identity "
-          f"shortcut, {self.name!r} has stride={self.stride}, "
-          f"depth_in={self.depth_in}, depth={self.depth}")
-    shape = tf.shape(inputs)
-    first, *later = self.convs
-    if dilated is None:
-      padded = sparse_ops.to_padded(first.normalize_and_activate(
-          first.convolve(self.preactivate(inputs, training)), training))
-      previous = None
-    else:
-      if first.kernel_size[0] == 1:
-        rows = self._activation_fn(normalization.normalize_rows(
-            self.preact, dilated_rows, training))
-      else:
-        rows = sparse_ops.gather_patches(
-            sparse_ops.to_padded(self.preactivate(inputs, training)),
-            dilated, shape, first.kernel_size[0])
-      rows = first.apply_rows(rows, training)
-      previous = dilated
-    for conv in later:
-      size = conv.kernel_size[0]
-      if previous is None:
-        rows = sparse_ops.gather_patches(padded, active, shape, size)
-      elif not (previous is active and size == 1):
-        # (A 1x1 conv on the rows' own positions reads them as they are.)
-        rows = sparse_ops.gather_neighbours(rows, sparse_ops.neighbour_entries(
-            previous, active, shape, size))
-      rows = conv.apply_rows(rows, training)
-      previous = active
-    return rows
 
   def compute_output_shape(self, input_shape, residual_mask=None):
     spatial = [None if d is None else -(-int(d) // self.stride)

@@ -10,6 +10,7 @@ from sact_tf.layers.adaptive_block import check_model_type
 from sact_tf.layers.global_halting_head import GlobalHaltingHead
 from sact_tf.layers.halting_unit import HaltingUnit
 from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
+from sact_tf.sparse.sparse_config import SparseConfig
 
 INPUT_CHANNELS = 3
 
@@ -37,10 +38,8 @@ def upsample_nearest(block_map, size):
 
   The same values as the resize op (`align_corners=False`, no half-pixel
   centres) as two row gathers (`nearest_indices`), the second on the
-  transposed map. On a 2-core AMD EPYC the four maps of a 224x224 ResNet
-  took 0.6 ms less than with the resize op at batch 1, 6.6 ms less at
-  batch 8; on a 2-core Xeon the sparse ResNet-101 took as long either way
-  (within 1% at batches 1 and 8).
+  transposed map: no slower than the resize op on CPU, faster on some
+  (`docs/benchmarks.md`).
 
   Args:
     block_map: `[batch, h, w]` tensor.
@@ -92,8 +91,9 @@ class AdaptiveResNet(keras.Model):
     weight_decay: float. L2 weight decay of every convolution kernel.
     execution: str. `"dense"` (the original's masked computation) or
       `"sparse"` (SACT computes only the active positions at inference).
-    sparse_kernels: str. `"auto"` (XLA where a GPU is visible, TensorFlow
-      kernels on CPU), `"xla"` or `"tf"`: see `HaltingUnit.sparse_call`.
+    sparse_config: `sact_tf.sparse.SparseConfig`, its `to_dict()` dict, or
+      None for the defaults: the kernels (`"auto"`: XLA where a GPU is
+      visible, TensorFlow's on CPU) and thresholds of sparse execution.
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -111,7 +111,7 @@ class AdaptiveResNet(keras.Model):
   halting_activation = None
 
   def __init__(self, model, num_classes, model_type, base_channels, tau,
-               eps, weight_decay, execution, sparse_kernels, batch_norm,
+               eps, weight_decay, execution, sparse_config, batch_norm,
                **kwargs):
     super().__init__(**kwargs)
     check_model_type(model_type)
@@ -137,7 +137,7 @@ class AdaptiveResNet(keras.Model):
     self.eps = eps
     self.weight_decay = weight_decay
     self.execution = execution
-    self.sparse_kernels = sparse_kernels
+    self.sparse_config = SparseConfig.create(sparse_config)
     self._batch_norm = batch_norm
     self.blocks = [
         self._make_block(name, unit_args) for name, unit_args in
@@ -157,7 +157,7 @@ class AdaptiveResNet(keras.Model):
           **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay)
       units.append(HaltingUnit(residual_unit, head, name=f"unit_{index + 1}"))
     return AdaptiveBlock(units, self.model_type, self.eps, self.execution,
-                         self.sparse_kernels, name=name)
+                         self.sparse_config, name=name)
 
   def _block_specs(self):
     """List of `(block name, [unit kwargs per unit])`."""
@@ -231,5 +231,6 @@ class AdaptiveResNet(keras.Model):
         "num_classes": self.num_classes, "model_type": self.model_type,
         "base_channels": self.base_channels, "tau": self.tau,
         "eps": self.eps, "weight_decay": self.weight_decay,
-        "execution": self.execution, "sparse_kernels": self.sparse_kernels,
+        "execution": self.execution,
+        "sparse_config": self.sparse_config.to_dict(),
     }

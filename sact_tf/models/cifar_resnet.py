@@ -37,7 +37,8 @@ class CifarResNet(AdaptiveResNet):
     eps: float. Defaults to 0.01.
     weight_decay: float. Defaults to 2e-4.
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
-    sparse_kernels: str. `"auto"`, `"xla"` or `"tf"`. Defaults to `"auto"`.
+    sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
+      None (the measured defaults).
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -48,11 +49,11 @@ class CifarResNet(AdaptiveResNet):
   def __init__(self, model="5", num_classes=10, model_type="vanilla",
                base_channels=16, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
-               sparse_kernels="auto", **kwargs):
+               sparse_config=None, **kwargs):
     kwargs.setdefault("name", "resnet_residual")
     self._units = depths.cifar_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
-                     weight_decay, execution, sparse_kernels,
+                     weight_decay, execution, sparse_config,
                      normalization.CIFAR_BATCH_NORM,
                      **kwargs)
     self.root_conv = MaskedConv2D(self.base_channels, 3,

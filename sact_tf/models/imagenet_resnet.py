@@ -39,7 +39,8 @@ class ImageNetResNet(AdaptiveResNet):
     eps: float. Defaults to 0.01.
     weight_decay: float. Defaults to 1e-4.
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
-    sparse_kernels: str. `"auto"`, `"xla"` or `"tf"`. Defaults to `"auto"`.
+    sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
+      None (the measured defaults).
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -50,11 +51,11 @@ class ImageNetResNet(AdaptiveResNet):
   def __init__(self, model="101", num_classes=1001, model_type="vanilla",
                base_channels=64, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
-               sparse_kernels="auto", **kwargs):
+               sparse_config=None, **kwargs):
     kwargs.setdefault("name", "resnet_v2")
     self._units = depths.imagenet_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
-                     weight_decay, execution, sparse_kernels,
+                     weight_decay, execution, sparse_config,
                      normalization.IMAGENET_BATCH_NORM, **kwargs)
     self.root_conv = MaskedConv2D(ROOT_CHANNELS, 7, 2, padding="symmetric",
                                   weight_decay=weight_decay, name="conv1")

@@ -33,21 +33,39 @@ def set_batch_norm_statistics(model, images):
       layer.momentum = momentum
 
 
-def randomize_halting(model, seed=0):
-  """Random 3x3 halting convolutions; no pooled (global) halting term.
+def randomize_halting(model, seed=0, scale=None, bias=None, global_term=False):
+  """Random halting convolutions, so that halting varies like a trained one's.
 
-  `local_conv` kernels are drawn from `N(0, 1 / fan_in)`; `global_conv`
-  kernels are zeroed: the statistics of `global_bn`, over one pooled vector
-  per image, are degenerate for a small calibration batch, and the
-  benchmark's halting is to vary with the local features.
+  By default (the benchmarks' halting) the `local_conv` kernels are drawn
+  from `N(0, 1 / fan_in)` and the `global_conv` kernels zeroed: the
+  statistics of `global_bn`, over one pooled vector per image, are
+  degenerate for a small calibration batch, and halting is to vary with the
+  local features. Tests draw every halting kernel instead
+  (`global_term=True`, ACT's heads have only the global one).
+
+  Args:
+    model: a built ACT/SACT model.
+    seed: int, the draw. Defaults to 0.
+    scale: float or None: the kernels' standard deviation; None for
+      `1 / sqrt(fan_in)`. Defaults to None.
+    bias: float or None: the value of every halting bias; None leaves them.
+      Defaults to None.
+    global_term: bool, whether the `global_conv` kernels are drawn too
+      (otherwise zeroed). Defaults to False.
   """
   rng = np.random.default_rng(seed)
   for v in model.variables:
-    if "halting_proba/local_conv/weights" in v.path:
-      fan_in = int(np.prod(v.shape[:-1]))
-      v.assign(rng.normal(0, 1 / np.sqrt(fan_in), v.shape).astype(v.dtype))
-    elif "halting_proba/global_conv/weights" in v.path:
-      v.assign(np.zeros(v.shape, v.dtype))
+    if "halting_proba" not in v.path:
+      continue
+    if v.path.endswith("/weights"):
+      if "global_conv" in v.path and not global_term:
+        v.assign(np.zeros(v.shape, v.dtype))
+      else:
+        std = (1 / np.sqrt(int(np.prod(v.shape[:-1]))) if scale is None
+               else scale)
+        v.assign(rng.normal(0, std, v.shape).astype(v.dtype))
+    elif v.path.endswith("/biases") and bias is not None:
+      v.assign(np.full(v.shape, bias, v.dtype))
 
 
 def set_halting_bias(model, bias):

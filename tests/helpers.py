@@ -1,16 +1,78 @@
-"""Run directories of tiny models (config.json + a TF2 checkpoint) for tests.
+"""Shared test helpers: tiny models, tiny run directories, tool runs.
 
-The halting branches get random weights, so that SACT halting varies across
+Tiny models get random halting weights
+(`halting_calibration.randomize_halting`), so that halting varies across
 images and positions (freshly initialised heads halt everywhere alike).
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import keras
-import numpy as np
 import tensorflow as tf
 
+from sact_tf import models
 from sact_tf.export import saved_model
 from sact_tf.training import checkpoint_io
 from sact_tf.training import run_config
+from sact_tf.utils import halting_calibration
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Depths of the tiny models: CIFAR 2 units per block (every block has a
+# halting head); ImageNet blocks of 1 and 2 units.
+TINY_DEPTHS = {"cifar": "2", "imagenet": "1_2_1_2"}
+# `SparseConfig` fields that make every unit with an active position run
+# sparse (no dense fallback at any depth), gathering the 3x3 dilation
+# (`GATHERED`) or computing the first conv on the whole map (`WHOLE_MAP`).
+ALWAYS_SPARSE = {
+    "gathered": {"dense_above_cost": (), "dilation_gathered_below": ()},
+    "whole_map": {"dense_above_cost": (),
+                  "dilation_gathered_below": ((2**31, 0.0),)},
+}
+
+
+def tiny_model(family, model_type="sact", depth=None, num_classes=5,
+               base_channels=4, **kwargs):
+  """A tiny CIFAR or ImageNet model (unbuilt).
+
+  Args:
+    family: `"cifar"` or `"imagenet"`.
+    model_type: str. Defaults to `"sact"`.
+    depth: the `model` depth string; defaults to `TINY_DEPTHS[family]`.
+    num_classes: int. Defaults to 5.
+    base_channels: int. Defaults to 4.
+    **kwargs: more model arguments (`execution`, `tau`, ...).
+  """
+  factory = {"cifar": models.cifar_resnet,
+             "imagenet": models.imagenet_resnet}[family]
+  return factory(depth or TINY_DEPTHS[family], num_classes=num_classes,
+                 model_type=model_type, base_channels=base_channels,
+                 **kwargs)
+
+
+def randomize_halting(model, seed=0, scale=1.0, bias=0.0):
+  """Every halting kernel drawn from `N(0, scale)`, every bias `bias`.
+
+  Builds the model first if needed.
+  """
+  if not model.built:
+    model.build((None, None, None, 3))
+  halting_calibration.randomize_halting(model, seed, scale=scale, bias=bias,
+                                        global_term=True)
+
+
+def run_tool(tool, args, timeout=300, **env):
+  """Runs `tools/<tool>` with `args` as a user would.
+
+  Returns:
+    `subprocess.CompletedProcess` with text `stdout` and `stderr`.
+  """
+  env = dict(os.environ, PYTHONPATH=str(REPO), **env)
+  return subprocess.run([sys.executable, str(REPO / "tools" / tool), *args],
+                        env=env, capture_output=True, text=True,
+                        timeout=timeout)
 
 CONFIGS = {
     # 2 units per block: every block has a halting head.
@@ -23,15 +85,6 @@ CONFIGS = {
                  "model_kwargs": {"model": "1_2_2_1", "num_classes": 11,
                                   "base_channels": 4}},
 }
-
-
-def randomize_halting(model, seed=0):
-  rng = np.random.default_rng(seed)
-  for v in model.variables:
-    if "halting_proba" in v.path and v.path.endswith("biases"):
-      v.assign(np.zeros(v.shape, np.float32))
-    elif "halting_proba" in v.path and v.path.endswith("weights"):
-      v.assign(rng.normal(0.0, 1.0, v.shape).astype(np.float32))
 
 
 def write_run(directory, family="imagenet", model_type="sact", depth=None,
