@@ -9,6 +9,10 @@ for the original's published ImageNet SACT model:
       --output=imagenet_101_sact.keras --tau=0.005
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import sys
 
 from absl import app

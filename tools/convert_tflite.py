@@ -8,6 +8,10 @@ the ops, if the graph would need the Flex delegate. Example:
       --output=sact.tflite [--quantize=dynamic_range]
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import contextlib
 import os
 import sys

@@ -8,6 +8,10 @@ and one `colorbar.png`. Example:
   python tools/draw_ponder_maps.py --input_file=maps.h5 --output_dir=maps
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import os
 import sys
 

@@ -16,6 +16,10 @@ architecture is read from the checkpoint, and `--dataset_dir` points to the
 TF-Slim data (CIFAR-10 or ImageNet, as in the original's README).
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import sys
 
 from absl import app

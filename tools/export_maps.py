@@ -11,6 +11,10 @@ Draw the maps with `tools/draw_ponder_maps.py`. Example:
       --export_path=maps.h5 --num_examples=256
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import sys
 
 from absl import app

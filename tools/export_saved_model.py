@@ -15,6 +15,10 @@ models are exported with sparse execution. Example:
       -e MODEL_NAME=sact -t tensorflow/serving
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import sys
 
 from absl import app

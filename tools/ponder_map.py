@@ -12,6 +12,10 @@ All photos are checked before any is processed. Example:
       --images_pattern='pics/*.jpg' --output_dir=maps --image_size=512
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import os
 import sys
 

@@ -16,6 +16,10 @@ README's results table is this tool's output:
   python tools/results_table.py runs/digits_*
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import json
 import os
 import sys

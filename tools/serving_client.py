@@ -11,6 +11,10 @@ every block. Example, with TF Serving started as the README shows:
       --images=cat.jpg,gasworks.jpg
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import glob
 import sys
 

@@ -19,6 +19,10 @@ Re-running the command resumes from the latest checkpoint. Without
 `--eval_split_name` (results in `<train_log_dir>/eval`).
 """
 
+from sact_tf.utils import console  # pylint: disable=g-bad-import-order
+
+console.quiet_tensorflow()  # Before TensorFlow is imported.
+
 import json
 import os
 import sys
