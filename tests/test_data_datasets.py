@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import helpers
 from sact_tf.data import cluttered_digits
 from sact_tf.data import datasets
 
@@ -136,3 +137,28 @@ def test_tfds_cifar10_and_imagenet_labels(tmp_path):
   # tfds' 0..999 become the original's 1..1000 (0 is background).
   assert labels.min() >= 1 and labels.max() <= 1000
   assert batch["images"].shape == (3, 24, 24, 3)
+
+
+def test_missing_tfds_data_fails_fast(tmp_path):
+  # ImageNet is downloaded by hand: with no prepared copy and no manual
+  # files it cannot be had, network or not.
+  with pytest.raises(ValueError, match=r"imagenet2012 is not prepared in "
+                     r".*--tfds_manual_dir \(received None\).*pass "
+                     r"--tfds_data_dir with it prepared or --dataset_dir"):
+    datasets.check("imagenet2012", "validation",
+                   tfds_data_dir=str(tmp_path))
+
+
+@pytest.mark.slow
+def test_train_tool_without_data_stops_at_once(tmp_path):
+  run_dir = tmp_path / "run"
+  result = helpers.run_tool("train.py", [
+      "--dataset=imagenet2012", f"--tfds_data_dir={tmp_path / 'tfds'}",
+      "--max_number_of_steps=2", f"--train_log_dir={run_dir}"], timeout=120)
+  assert result.returncode != 0
+  # One line, TensorFlow's start-up quiet, nothing written.
+  assert result.stderr.strip().splitlines() == [
+      result.stderr.strip()], result.stderr
+  assert result.stderr.startswith("train: error: imagenet2012 is not "
+                                  "prepared")
+  assert not run_dir.exists()

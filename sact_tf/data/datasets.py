@@ -16,6 +16,9 @@ float32 [n, 4]}`; pipelines yield batches `{"images": float32 [b, s, s, 3],
 `"object_mask": float32 [b, s, s, 1]` (1 on the digit's box).
 """
 
+import logging
+import socket
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -47,6 +50,13 @@ DATASETS = {
 }
 
 
+# Where tensorflow-datasets downloads each of its data sets from (None:
+# files downloaded by hand, in `tfds_manual_dir`), and how long a
+# connection may take.
+DOWNLOADS = {"cifar10": "www.cs.toronto.edu", "imagenet2012": None}
+DOWNLOAD_TIMEOUT_S = 5
+
+
 def info(name):
   """The `DATASETS` entry of `name`; ValueError for an unknown dataset."""
   if name not in DATASETS:
@@ -55,12 +65,25 @@ def info(name):
   return DATASETS[name]
 
 
-def check(name, split, dataset_dir=None):
-  """Validates a dataset, split and (TF-Slim) directory before any work.
+def check(name, split, dataset_dir=None, tfds_data_dir=None,
+          tfds_manual_dir=None):
+  """Validates a dataset, split and its data before any work.
+
+  The data must be there or be downloadable: the original's TFRecords in
+  `dataset_dir`, the data set prepared in tensorflow-datasets' data
+  directory, or its download reachable (`check_tfds_available`).
 
   Returns:
     The TF-Slim files (list of str) when `dataset_dir` is given, else None.
   """
+  files = _check_split(name, split, dataset_dir)
+  if files is None and name in DOWNLOADS:
+    check_tfds_available(name, tfds_data_dir, tfds_manual_dir)
+  return files
+
+
+def _check_split(name, split, dataset_dir=None):
+  """Validates a dataset, split and (TF-Slim) directory; `check`'s files."""
   splits = info(name)["splits"]
   if split not in splits:
     raise ValueError(f"{name} has the splits {sorted(splits)}, received "
@@ -72,6 +95,46 @@ def check(name, split, dataset_dir=None):
                      f"{sorted(tfrecords.FILE_PATTERNS)}; {name} is generated "
                      f"offline and takes none (received {dataset_dir!r})")
   return tfrecords.list_files(name, split, dataset_dir)
+
+
+def check_tfds_available(name, tfds_data_dir=None, tfds_manual_dir=None):
+  """Raises unless tensorflow-datasets has `name` or can get it now.
+
+  Without this, tensorflow-datasets retries an unreachable download for
+  minutes and ends in a traceback.
+
+  Raises:
+    ValueError: one line naming the data set and the flags that point at
+      local data.
+  """
+  # tensorflow-datasets warns of a data folder it finds unprepared; the
+  # error below says so, with what to do.
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    builder = tfds.builder(name, data_dir=tfds_data_dir)
+    if builder.is_prepared():
+      return
+  finally:
+    absl_logger.setLevel(level)
+  host = DOWNLOADS[name]
+  if host is None:
+    if tfds_manual_dir and tf.io.gfile.listdir(tfds_manual_dir):
+      return
+    reason = (f"its files must be downloaded by hand into --tfds_manual_dir "
+              f"(received {tfds_manual_dir!r})")
+  else:
+    try:
+      socket.create_connection((host, 443), DOWNLOAD_TIMEOUT_S).close()
+      return
+    except OSError as e:
+      reason = f"{host} is unreachable: {e}"
+  local = "--tfds_data_dir with it prepared"
+  if name in tfrecords.FILE_PATTERNS:
+    local += " or --dataset_dir with the original's TFRecords"
+  raise ValueError(f"{name} is not prepared in {builder.data_dir!r} and "
+                   f"cannot be downloaded ({reason}); pass {local}")
 
 
 def _shard(dataset, input_context):
@@ -104,7 +167,7 @@ def load_examples(name, split, dataset_dir=None, tfds_data_dir=None,
     input_context: `tf.distribute.InputContext` or None: its pipeline's share.
     seed: int or None.
   """
-  files = check(name, split, dataset_dir)
+  files = _check_split(name, split, dataset_dir)
   if files:
     return tfrecords.load(name, files, shuffle_buffer, input_context, seed)
   if name == "cluttered_digits":

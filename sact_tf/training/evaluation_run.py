@@ -69,7 +69,8 @@ class EvaluationRun:
     split = split_name or config.get("eval_split") or datasets.info(
         name)["eval_split"]
     dataset_dir = dataset_dir or config.get("dataset_dir")
-    datasets.check(name, split, dataset_dir)
+    datasets.check(name, split, dataset_dir, config.get("tfds_data_dir"),
+                   config.get("tfds_manual_dir"))
     self.split = split
     input_fn = datasets.make_input_fn(
         name, split, batch_size or config.get("batch_size", 100),

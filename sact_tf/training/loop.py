@@ -157,7 +157,8 @@ def train(config, train_log_dir, strategy, save_interval_secs=60,
     _check_run_dir(train_log_dir, config)
   image_size = config["image_size"]
   datasets.check(config["dataset"], config["train_split"],
-                 config.get("dataset_dir"))
+                 config.get("dataset_dir"), config.get("tfds_data_dir"),
+                 config.get("tfds_manual_dir"))
   with strategy.scope():
     model = run_config.build_model(config)
     model.build((None, image_size, image_size, 3))

@@ -130,6 +130,8 @@ def export_checkpoint(checkpoint_dir, export_path, num_examples=1000,
                                               execution="sparse")
   name = config["dataset"]
   split = split_name or datasets.info(name)["eval_split"]
+  datasets.check(name, split, dataset_dir or config.get("dataset_dir"),
+                 config.get("tfds_data_dir"), config.get("tfds_manual_dir"))
   input_fn = datasets.make_input_fn(
       name, split, batch_size, training=False,
       image_size=config["image_size"], num_examples=num_examples,
