@@ -135,6 +135,20 @@ def test_evaluation_scores_every_map(digits_dir, run_dir):
   assert "| uniform | 0.5000 | 0.5000 | 0.5000 | n/a | n/a | n/a |" in table
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"blur_sigma": -0.1}, "blur_sigma must be >= 0, received "
+     "blur_sigma=-0.1"),
+    ({"center_prior_weight": 2}, "center_prior_weight must be in"),
+    ({"center_sigma": 0.0}, "center_sigma must be > 0"),
+    ({"num_splits": 0}, "num_splits must be a positive int"),
+    ({"num_other_images": 0}, "num_other_images must be >= 1"),
+    ({"emd_downsize": -1}, "emd_downsize must be an int >= 0")])
+def test_evaluation_checks_settings_first(setting, message):
+  with pytest.raises(ValueError, match=message):
+    # No model and no stimuli are touched before the settings are checked.
+    evaluation.evaluate(None, "cifar", [], **setting)
+
+
 def test_keras_file(run_dir, tmp_path):
   model, family = evaluation.load_model(str(run_dir))
   path = str(tmp_path / "model.keras")

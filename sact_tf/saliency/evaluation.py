@@ -203,8 +203,24 @@ def _other_fixations(locations, index, rng, num_other_images):
   return union
 
 
-def _check_settings(image_size, num_other_images, emd_downsize,
-                    num_examples):
+def _check_settings(image_size, blur_sigma, center_prior_weight,
+                    center_sigma, num_splits, step_size, num_other_images,
+                    emd_downsize, num_examples):
+  """Raises ValueError, naming the value, for a bad setting of `evaluate`."""
+  for name, value, valid, meaning in (
+      ("blur_sigma", blur_sigma, lambda v: v >= 0, ">= 0"),
+      ("center_prior_weight", center_prior_weight, lambda v: 0 <= v <= 1,
+       "in [0, 1]"),
+      ("center_sigma", center_sigma, lambda v: v > 0, "> 0"),
+      ("step_size", step_size, lambda v: 0 < v <= 1, "in (0, 1]")):
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float)) or not valid(value):
+      raise ValueError(f"{name} must be {meaning}, received "
+                       f"{name}={value!r}")
+  if isinstance(num_splits, bool) or not isinstance(
+      num_splits, int) or num_splits < 1:
+    raise ValueError(f"num_splits must be a positive int, received "
+                     f"num_splits={num_splits!r}")
   for name, value in (("image_size", image_size),
                       ("num_other_images", num_other_images),
                       ("emd_downsize", emd_downsize),
@@ -272,7 +288,11 @@ def evaluate(model, family, stimuli, image_size=0, blur_sigma=0.02,
     (method to metric to float or None)) and `examples` (list of dicts with
     `name`, `image`, `density`, `ponder_cost`).
   """
-  _check_settings(image_size, num_other_images, emd_downsize, num_examples)
+  _check_settings(image_size, blur_sigma, center_prior_weight, center_sigma,
+                  num_splits, step_size, num_other_images, emd_downsize,
+                  num_examples)
+  if not stimuli:
+    raise ValueError("evaluate received no stimuli")
   locations = read_ground_truth(stimuli, image_size)
   rng = np.random.default_rng(seed)
   per_image, examples = [], []
@@ -324,6 +344,8 @@ def summarize(per_image):
     method to metric to the number of images where it is undefined (only
     non-zero counts).
   """
+  if not per_image:
+    raise ValueError("summarize received no images")
   categories = sorted({row["category"] for row in per_image})
   undefined = {}
   for method in METHODS:
