@@ -234,7 +234,8 @@ def write_cluttered_digits(directory, num_images, num_fixations=16,
     The number of stimuli written.
   """
   # Imported here: the digits need scikit-learn, the reader does not.
-  from sact_tf.data import cluttered_digits  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from sact_tf.data import cluttered_digits
   test = cluttered_digits.load("test")
   if isinstance(num_images, bool) or not isinstance(
       num_images, int) or not 1 <= num_images <= len(test["label"]):
