@@ -6,9 +6,9 @@ a saliency map of another size than the ground truth with MATLAB's
 `imresize` (bicubic, with an antialiasing kernel when it shrinks). `resize`
 uses Pillow's bicubic resampling of 32-bit float images, the same Keys
 kernel (a = -0.5) on pixel centres, likewise widened when shrinking; the
-two differ only at the borders (MATLAB replicates edge pixels, Pillow
-renormalises the kernel weights), so scores of resized maps agree with the
-reference to a few 1e-3, not bit for bit.
+two differ at the borders (MATLAB replicates edge pixels, Pillow
+renormalises the kernel weights) and in float32 rounding, so scores of
+resized maps are close to the reference's, not bit-identical.
 """
 
 import numpy as np
