@@ -22,6 +22,9 @@ setuptools.setup(
         "importlib_resources",
         "absl-py",
         "numpy",
+        "scipy",
+        # The EMD saliency metric: Pele and Werman's FastEMD.
+        "pyemd>=1.1",
         "h5py",
         "matplotlib",
         "Pillow",

@@ -120,6 +120,24 @@ def model_input(photo, family):
   return image[None]
 
 
+def photo_end_points(model, photo, family):
+  """The end points of a SACT model for one whole photo.
+
+  Args:
+    model: a SACT `CifarResNet` or `ImageNetResNet`.
+    photo: uint8 `[height, width, 3]`, e.g. from `load_photo`.
+    family: str, the model's family (see `model_input`).
+
+  Returns:
+    dict of tensors with batch 1, the model's end points (e.g.
+    `ponder_cost_map` `[1, height, width, 1]`, `<block>/outputs`).
+  """
+  if model.model_type != "sact":
+    raise ValueError(f"ponder cost maps need a SACT model, received "
+                     f"model_type={model.model_type!r}")
+  return model(model_input(photo, family), training=False)
+
+
 def ponder_cost_map(model, photo, family):
   """The SACT ponder cost map of one photo at its resolution.
 
@@ -131,8 +149,5 @@ def ponder_cost_map(model, photo, family):
   Returns:
     float32 `[height, width]`.
   """
-  if model.model_type != "sact":
-    raise ValueError(f"ponder cost maps need a SACT model, received "
-                     f"model_type={model.model_type!r}")
-  end_points = model(model_input(photo, family), training=False)
+  end_points = photo_end_points(model, photo, family)
   return end_points["ponder_cost_map"][0, :, :, 0].numpy()
