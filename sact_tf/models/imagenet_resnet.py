@@ -40,6 +40,10 @@ class ImageNetResNet(AdaptiveResNet):
     weight_decay: float. Defaults to 1e-4.
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_kernels: str. `"auto"`, `"xla"` or `"tf"`. Defaults to `"auto"`.
+    stochastic_depth: float in (0, 1]. Survival probability `p_L` of the
+      last unit under stochastic depth (vanilla only). Defaults to 1 (none).
+    unit_order: dict or None. Units deleted or reordered per block (vanilla
+      only; see `sact_tf.models.lesion`). Defaults to None.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -50,12 +54,14 @@ class ImageNetResNet(AdaptiveResNet):
   def __init__(self, model="101", num_classes=1001, model_type="vanilla",
                base_channels=64, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
-               sparse_kernels="auto", **kwargs):
+               sparse_kernels="auto", stochastic_depth=1.0, unit_order=None,
+               **kwargs):
     kwargs.setdefault("name", "resnet_v2")
     self._units = depths.imagenet_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_kernels,
-                     normalization.IMAGENET_BATCH_NORM, **kwargs)
+                     normalization.IMAGENET_BATCH_NORM, stochastic_depth,
+                     unit_order, **kwargs)
     self.root_conv = MaskedConv2D(ROOT_CHANNELS, 7, 2, padding="symmetric",
                                   weight_decay=weight_decay, name="conv1")
     self.postnorm = normalization.batch_norm("postnorm", self._batch_norm)
