@@ -76,6 +76,10 @@ flags.DEFINE_float("tau", None,
                    "Ponder cost weight (ACT / SACT). Default: 1.0, as the "
                    "original's flag; the presets use 0.01 / 0.005.")
 flags.DEFINE_float("eps", None, "Halting threshold 1 - eps. Default: 0.01.")
+flags.DEFINE_float("stochastic_depth", None,
+                   "Stochastic depth (vanilla): p_L, the survival "
+                   "probability of the last residual unit, in (0, 1] "
+                   "(Huang et al.: 0.5). Default: 1, none.")
 flags.DEFINE_string("execution", None,
                     "SACT execution: dense (default, as the original) or "
                     "sparse.")
