@@ -226,6 +226,10 @@ def test_presets_are_valid(preset):
   config = run_config.make_config(settings)
   family, depth, model_type = preset.split("_") if preset.count("_") == 2 \
       else (preset.split("_")[0], None, preset.split("_")[1])
+  # "sd": a vanilla network trained with stochastic depth.
+  assert (config["model_kwargs"].get("stochastic_depth", 1) < 1) == (
+      model_type == "sd")
+  model_type = "vanilla" if model_type == "sd" else model_type
   assert config["model_kwargs"]["model_type"] == model_type
   assert config["family"] == ("imagenet" if family == "imagenet" else "cifar")
   if model_type != "vanilla":
@@ -234,5 +238,6 @@ def test_presets_are_valid(preset):
     assert config["eval_use_ema"] and config["num_epochs_per_decay"] == 30
   if family == "cifar":
     assert config["learning_rate_boundaries"] == [60000, 75000, 90000]
-    assert config["model_kwargs"]["model"] == {"resnet32": "5",
-                                               "resnet110": "18"}[depth]
+    assert config["model_kwargs"]["model"] == {
+        "resnet8": "1", "resnet14": "2", "resnet20": "3", "resnet32": "5",
+        "resnet110": "18"}[depth]

@@ -20,53 +20,12 @@ from sact_tf.utils import console  # pylint: disable=g-bad-import-order
 
 console.quiet_tensorflow()  # Before TensorFlow is imported.
 
-import json
-import os
 import sys
 
 from absl import app
 import numpy as np
-import tensorflow as tf
 
-from sact_tf.training import run_config
-
-METRICS_FILE = os.path.join("eval", "metrics.json")
-
-
-def vanilla_flops(config):
-  """FLOPs per image of the run's network without halting (int)."""
-  vanilla = dict(config, model_kwargs=dict(
-      config["model_kwargs"], model_type="vanilla", tau=None))
-  model = run_config.build_model(vanilla)
-  size = config["image_size"]
-  outputs = model(tf.zeros([1, size, size, 3]), training=False)
-  return int(outputs["flops"][0])
-
-
-def run_row(run_dir):
-  """The table row of one evaluated run directory (dict)."""
-  config = run_config.read_config(run_dir)
-  path = os.path.join(run_dir, METRICS_FILE)
-  if not os.path.isfile(path):
-    raise ValueError(f"{run_dir!r} has no {METRICS_FILE}: evaluate it with "
-                     f"tools/evaluate.py --checkpoint_dir={run_dir} "
-                     f"--evaluate_once")
-  with open(path, encoding="utf-8") as f:
-    metrics = json.load(f)["metrics"]
-  kwargs = config["model_kwargs"]
-  adaptive = kwargs["model_type"] != "vanilla"
-  flops = metrics["Total Flops/mean"]
-  return {
-      "run": os.path.basename(os.path.normpath(run_dir)),
-      "model_type": kwargs["model_type"],
-      "tau": kwargs["tau"] if adaptive else None,
-      "accuracy": metrics["eval/Accuracy"],
-      "flops": flops,
-      "flops_fraction": flops / vanilla_flops(config),
-      "ponder_object": metrics.get("eval/ponder_cost_map/object_mean"),
-      "ponder_background": metrics.get(
-          "eval/ponder_cost_map/background_mean"),
-  }
+from sact_tf.training.run_results import run_row
 
 
 def _cell(value, fmt):

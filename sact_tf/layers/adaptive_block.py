@@ -1,6 +1,7 @@
 """A block of residual units run with vanilla, ACT or SACT semantics."""
 
 import keras
+import tensorflow as tf
 
 from sact_tf import act
 from sact_tf.sparse import block as sparse_block
@@ -49,6 +50,14 @@ class AdaptiveBlock(keras.layers.Layer):
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_config: `sact_tf.sparse.SparseConfig`, its `to_dict()` dict, or
       None for the defaults: how sparse execution runs. Defaults to None.
+    survival_probabilities: list of floats in (0, 1], one per unit, or None
+      (all 1). Vanilla only; a unit with probability below 1 must have an
+      identity shortcut (not the first of a block). Defaults to None.
+    unit_order: list of unit indices (0-based) in the order they run, or
+      None (all, in order). Vanilla only; it must start with 0 (the first
+      unit, whose shortcut is a projection or a stride) and name each
+      other unit at most once; units left out are deleted (the identity).
+      Defaults to None.
 
   Call arguments:
     inputs: float32 `[batch, H, W, c_in]`.
@@ -62,7 +71,8 @@ class AdaptiveBlock(keras.layers.Layer):
   """
 
   def __init__(self, units, model_type="vanilla", eps=act.DEFAULT_EPS,
-               execution="dense", sparse_config=None, **kwargs):
+               execution="dense", sparse_config=None,
+               survival_probabilities=None, unit_order=None, **kwargs):
     super().__init__(**kwargs)
     check_model_type(model_type)
     check_execution(execution)
@@ -79,6 +89,53 @@ class AdaptiveBlock(keras.layers.Layer):
     self.eps = eps
     self.execution = execution
     self.sparse_config = SparseConfig.create(sparse_config)
+    self.survival_probabilities = self._check_survival(survival_probabilities)
+    self.unit_order = self._check_unit_order(unit_order)
+
+  def _unit_name(self, index):
+    return f"{self.name}/unit_{index + 1}"
+
+  def _check_survival(self, probabilities):
+    if probabilities is None:
+      return None
+    probabilities = [float(p) for p in probabilities]
+    if len(probabilities) != len(self.units):
+      raise ValueError(
+          f"{self.name} has {len(self.units)} units, received "
+          f"survival_probabilities={probabilities!r}")
+    for index, p in enumerate(probabilities):
+      if not 0 < p <= 1:
+        raise ValueError(f"survival probabilities must be in (0, 1], "
+                         f"received {p!r} for {self._unit_name(index)}")
+    if probabilities[0] != 1:
+      raise ValueError(
+          f"{self._unit_name(0)} has a projection or stride shortcut and "
+          f"cannot be dropped, received survival probability "
+          f"{probabilities[0]!r}")
+    if self.model_type != "vanilla" and min(probabilities) < 1:
+      raise ValueError(f"stochastic depth needs model_type 'vanilla', "
+                       f"received model_type={self.model_type!r}")
+    return probabilities
+
+  def _check_unit_order(self, unit_order):
+    if unit_order is None:
+      return None
+    unit_order = [int(i) for i in unit_order]
+    if self.model_type != "vanilla":
+      raise ValueError(f"deleting or reordering units needs model_type "
+                       f"'vanilla', received model_type={self.model_type!r}")
+    for index in unit_order:
+      if not 0 <= index < len(self.units):
+        raise ValueError(f"{self.name} has units 1..{len(self.units)}, "
+                         f"received unit_{index + 1}")
+    if not unit_order or unit_order[0] != 0:
+      raise ValueError(
+          f"{self._unit_name(0)} has a projection or stride shortcut: it "
+          f"must run first, received unit_order={unit_order!r}")
+    if len(set(unit_order)) != len(unit_order):
+      raise ValueError(f"{self.name}: each unit may run once, received "
+                       f"unit_order={unit_order!r}")
+    return unit_order
 
   def build(self, input_shape):
     shape = input_shape
@@ -90,8 +147,8 @@ class AdaptiveBlock(keras.layers.Layer):
   def call(self, inputs, training=None):
     if self.model_type == "vanilla":
       state, flops = inputs, 0
-      for unit in self.units:
-        state, _, unit_flops = unit(state, training=training)
+      for index in self.unit_order or range(len(self.units)):
+        state, unit_flops = self._run_vanilla_unit(index, state, training)
         flops += unit_flops
       return {"outputs": state, "flops": flops}
 
@@ -111,6 +168,31 @@ class AdaptiveBlock(keras.layers.Layer):
     return {"outputs": outputs, "flops": flops, "ponder_cost": ponder_cost,
             "num_units": num_units, "halting_distribution": distribution}
 
+  def _run_vanilla_unit(self, index, state, training):
+    """Unit `index` of a vanilla block, with its stochastic depth.
+
+    Returns:
+      `(state, flops)`: float `[batch, h, w, c]`, int64 `[batch]`.
+    """
+    unit = self.units[index]
+    survival = (1.0 if self.survival_probabilities is None else
+                self.survival_probabilities[index])
+    if survival == 1:
+      state, _, flops = unit(state, training=training)
+      return state, flops
+    if training:
+      # One gate per mini-batch; the dropped branch is never computed.
+      def run():
+        outputs, _, unit_flops = unit(state, training=training)
+        return outputs, tf.cast(unit_flops, tf.int64)
+      return tf.cond(
+          tf.random.uniform([]) < survival, run,
+          lambda: (state, tf.zeros(tf.shape(state)[:1], tf.int64)))
+    # The identity shortcut plus the expected residual.
+    _, residual, flops = unit.residual_unit.call_with_residual(
+        state, training=training)
+    return state + tf.cast(survival, residual.dtype) * residual, flops
+
   def _run_unit(self, training):
     """The unit callable of the `act` functions."""
     def run_unit(state, unit_idx, residual_mask=None):
@@ -123,7 +205,9 @@ class AdaptiveBlock(keras.layers.Layer):
     config.update(
         units=[keras.saving.serialize_keras_object(u) for u in self.units],
         model_type=self.model_type, eps=self.eps, execution=self.execution,
-        sparse_config=self.sparse_config.to_dict())
+        sparse_config=self.sparse_config.to_dict(),
+        survival_probabilities=self.survival_probabilities,
+        unit_order=self.unit_order)
     return config
 
   @classmethod

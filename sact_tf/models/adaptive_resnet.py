@@ -11,6 +11,7 @@ from sact_tf.layers.global_halting_head import GlobalHaltingHead
 from sact_tf.layers.halting_unit import HaltingUnit
 from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
 from sact_tf.sparse.sparse_config import SparseConfig
+from sact_tf.models import stochastic_depth as stochastic_depth_lib
 
 INPUT_CHANNELS = 3
 
@@ -94,6 +95,12 @@ class AdaptiveResNet(keras.Model):
     sparse_config: `sact_tf.sparse.SparseConfig`, its `to_dict()` dict, or
       None for the defaults: the kernels (`"auto"`: XLA where a GPU is
       visible, TensorFlow's on CPU) and thresholds of sparse execution.
+    stochastic_depth: float in (0, 1]. `p_L`, the survival probability of
+      the last unit under stochastic depth (vanilla only; see
+      `sact_tf.models.stochastic_depth`); 1 is the plain network.
+    unit_order: dict or None. `{block name: [unit numbers, 1-based, in the
+      order they run]}` for the blocks whose units are deleted or
+      reordered (vanilla only; see `sact_tf.models.lesion`); None: none.
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -112,8 +119,9 @@ class AdaptiveResNet(keras.Model):
 
   def __init__(self, model, num_classes, model_type, base_channels, tau,
                eps, weight_decay, execution, sparse_config, batch_norm,
-               **kwargs):
+               stochastic_depth=1.0, unit_order=None, **kwargs):
     super().__init__(**kwargs)
+    stochastic_depth = stochastic_depth_lib.check_survival(stochastic_depth)
     check_model_type(model_type)
     check_execution(execution)
     if int(num_classes) < 1:
@@ -139,11 +147,22 @@ class AdaptiveResNet(keras.Model):
     self.execution = execution
     self.sparse_config = SparseConfig.create(sparse_config)
     self._batch_norm = batch_norm
+    self.stochastic_depth = stochastic_depth
+    specs = self._block_specs()
+    unit_order = dict(unit_order or {})
+    unknown = set(unit_order) - {name for name, _ in specs}
+    if unknown:
+      raise ValueError(f"unit_order names blocks {sorted(unknown)}; the "
+                       f"blocks are {[name for name, _ in specs]}")
+    self.unit_order = {name: [int(u) for u in order]
+                       for name, order in unit_order.items()} or None
+    survival = stochastic_depth_lib.survival_probabilities(
+        [len(unit_args) for _, unit_args in specs], stochastic_depth)
     self.blocks = [
-        self._make_block(name, unit_args) for name, unit_args in
-        self._block_specs()]
+        self._make_block(name, unit_args, p, unit_order.get(name))
+        for (name, unit_args), p in zip(specs, survival)]
 
-  def _make_block(self, name, unit_args):
+  def _make_block(self, name, unit_args, survival=None, unit_order=None):
     units = []
     for index, args in enumerate(unit_args):
       head = None
@@ -156,8 +175,13 @@ class AdaptiveResNet(keras.Model):
       residual_unit = self.unit_class(
           **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay)
       units.append(HaltingUnit(residual_unit, head, name=f"unit_{index + 1}"))
-    return AdaptiveBlock(units, self.model_type, self.eps, self.execution,
-                         self.sparse_config, name=name)
+    return AdaptiveBlock(
+        units, self.model_type, self.eps, self.execution, self.sparse_config,
+        survival_probabilities=(
+            survival if self.stochastic_depth < 1 else None),
+        unit_order=(None if unit_order is None else
+                    [u - 1 for u in unit_order]),
+        name=name)
 
   def _block_specs(self):
     """List of `(block name, [unit kwargs per unit])`."""
@@ -233,4 +257,6 @@ class AdaptiveResNet(keras.Model):
         "eps": self.eps, "weight_decay": self.weight_decay,
         "execution": self.execution,
         "sparse_config": self.sparse_config.to_dict(),
+        "stochastic_depth": self.stochastic_depth,
+        "unit_order": self.unit_order,
     }

@@ -39,6 +39,10 @@ class CifarResNet(AdaptiveResNet):
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
       None (the measured defaults).
+    stochastic_depth: float in (0, 1]. Survival probability `p_L` of the
+      last unit under stochastic depth (vanilla only). Defaults to 1 (none).
+    unit_order: dict or None. Units deleted or reordered per block (vanilla
+      only; see `sact_tf.models.lesion`). Defaults to None.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -49,13 +53,14 @@ class CifarResNet(AdaptiveResNet):
   def __init__(self, model="5", num_classes=10, model_type="vanilla",
                base_channels=16, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
-               sparse_config=None, **kwargs):
+               sparse_config=None, stochastic_depth=1.0, unit_order=None,
+               **kwargs):
     kwargs.setdefault("name", "resnet_residual")
     self._units = depths.cifar_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_config,
-                     normalization.CIFAR_BATCH_NORM,
-                     **kwargs)
+                     normalization.CIFAR_BATCH_NORM, stochastic_depth,
+                     unit_order, **kwargs)
     self.root_conv = MaskedConv2D(self.base_channels, 3,
                                   weight_decay=weight_decay, name="Conv")
     self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm)

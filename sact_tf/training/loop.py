@@ -25,6 +25,7 @@ import signal
 import tempfile
 import time
 
+import keras
 import numpy as np
 import orbit
 import tensorflow as tf
@@ -53,6 +54,20 @@ def is_chief(strategy):
   cluster = resolver.cluster_spec().as_dict()
   return (resolver.task_type == "worker" and resolver.task_id == 0 and
           "chief" not in cluster)
+
+
+def seed_everything(seed):
+  """Makes a run reproducible from `seed` (None: leaves the RNGs alone).
+
+  Seeds Python's, NumPy's and TensorFlow's generators (Keras' weight
+  initialisers, the data shuffling and augmentation ops, the stochastic
+  depth gates) and turns on TensorFlow's deterministic ops, so on CPU the
+  same seed gives the same loss curve.
+  """
+  if seed is None:
+    return
+  keras.utils.set_random_seed(int(seed))
+  tf.config.experimental.enable_op_determinism()
 
 
 def _check_run_dir(train_log_dir, config):
@@ -159,6 +174,7 @@ def train(config, train_log_dir, strategy, save_interval_secs=60,
   datasets.check(config["dataset"], config["train_split"],
                  config.get("dataset_dir"), config.get("tfds_data_dir"),
                  config.get("tfds_manual_dir"))
+  seed_everything(config.get("seed"))
   with strategy.scope():
     model = run_config.build_model(config)
     model.build((None, image_size, image_size, 3))

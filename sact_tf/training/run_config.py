@@ -7,7 +7,8 @@ tools need no other flag. Keys:
 * `family`: `"cifar"` or `"imagenet"` (which builder and preprocessing).
 * `model_kwargs`: keyword arguments of `models.cifar_resnet` /
   `models.imagenet_resnet`: `model`, `num_classes`, `model_type`,
-  `base_channels`, `tau`, `eps`, `weight_decay`, `execution`.
+  `base_channels`, `tau`, `eps`, `weight_decay`, `execution`, and
+  `stochastic_depth` when below 1 (so runs without it keep their config).
 * `dataset`, `dataset_dir`, `tfds_data_dir`, `image_size`, `train_split`,
   `eval_split`: the data (see `sact_tf.data.datasets`).
 * `eval_use_ema`: bool, evaluate the exponential moving averages of the
@@ -117,7 +118,7 @@ COMMON_DEFAULTS = {
     "eps": act.DEFAULT_EPS, "execution": "dense",
     "learning_rate_decay_factor": 0.1, "momentum": 0.9,
     "finetune_path": None, "strategy": "default", "seed": None,
-    "config": None,
+    "config": None, "stochastic_depth": 1.0,
 }
 SETTINGS = sorted(set(COMMON_DEFAULTS) | set(FAMILY_DEFAULTS["cifar"]))
 _MODEL_KEYS = ("model", "model_type", "base_channels", "tau", "eps",
@@ -172,9 +173,13 @@ def make_config(settings):
   if finetune and not (os.path.exists(finetune) or
                        os.path.exists(finetune + ".index")):
     raise ValueError(f"--finetune_path {finetune!r} does not exist")
-  config.update(
-      family=family, eval_use_ema=config["moving_average_decay"] > 0,
-      model_kwargs=dict({k: config.pop(k) for k in _MODEL_KEYS},
-                        num_classes=spec["num_classes"]))
+  kwargs = dict({k: config.pop(k) for k in _MODEL_KEYS},
+                num_classes=spec["num_classes"])
+  stochastic_depth = config.pop("stochastic_depth")
+  if stochastic_depth != 1:
+    kwargs["stochastic_depth"] = stochastic_depth
+  config.update(family=family,
+                eval_use_ema=config["moving_average_decay"] > 0,
+                model_kwargs=kwargs)
   build_model(config)  # Validates the model arguments.
   return config
