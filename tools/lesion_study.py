@@ -101,7 +101,8 @@ def examples(config, split, num_examples):
   """`(images, labels)` numpy arrays of a split, preprocessed for eval."""
   name = FLAGS.dataset or config["dataset"]
   dataset_dir = FLAGS.dataset_dir or config.get("dataset_dir")
-  datasets.check(name, split, dataset_dir)
+  datasets.check(name, split, dataset_dir, config.get("tfds_data_dir"),
+                 config.get("tfds_manual_dir"))
   input_fn = datasets.make_input_fn(
       name, split, FLAGS.batch_size, training=False,
       image_size=image_size(config), num_examples=num_examples,

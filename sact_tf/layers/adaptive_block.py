@@ -29,7 +29,15 @@ class AdaptiveBlock(keras.layers.Layer):
 
   The original `resnet_act.stack_blocks` for one block:
 
-  * `"vanilla"`: every unit, one after the other.
+  * `"vanilla"`: every unit, one after the other (in `unit_order`, which
+    may leave units out or reorder them: the lesion study of Veit et al.
+    2016, arXiv 1605.06431); with stochastic depth (Huang et al. 2016,
+    arXiv 1603.09382) unit `l` is, during training, run with probability
+    `survival_probabilities[l]` (one Bernoulli gate per unit per mini-batch,
+    per replica under tf.distribute; a dropped unit is the identity, its
+    branch is not computed and its FLOPs are not counted) and, at test
+    time, its residual is scaled by that probability (eq. (4)-(5) of Huang
+    et al.: `F' = F + p_l f(F)`).
   * `"act"`: every unit is computed; the output is the halting-distribution
     weighted sum of the unit outputs (eq. (6)), per image.
   * `"act_early_stopping"`: the same result, but units are skipped once every

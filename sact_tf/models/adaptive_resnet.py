@@ -10,8 +10,8 @@ from sact_tf.layers.adaptive_block import check_model_type
 from sact_tf.layers.global_halting_head import GlobalHaltingHead
 from sact_tf.layers.halting_unit import HaltingUnit
 from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
-from sact_tf.sparse.sparse_config import SparseConfig
 from sact_tf.models import stochastic_depth as stochastic_depth_lib
+from sact_tf.sparse.sparse_config import SparseConfig
 
 INPUT_CHANNELS = 3
 
