@@ -94,6 +94,10 @@ class AdaptiveResNet(keras.Model):
     sparse_config: `sact_tf.sparse.SparseConfig`, its `to_dict()` dict, or
       None for the defaults: the kernels (`"auto"`: XLA where a GPU is
       visible, TensorFlow's on CPU) and thresholds of sparse execution.
+    folded_batch_norm: bool. The inference form that
+      `sact_tf.inference.optimize` builds: every batch norm after a
+      convolution folded into its kernel and biases, the others
+      `ChannelAffine` multiply-adds (see the unit and head classes).
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -112,7 +116,7 @@ class AdaptiveResNet(keras.Model):
 
   def __init__(self, model, num_classes, model_type, base_channels, tau,
                eps, weight_decay, execution, sparse_config, batch_norm,
-               **kwargs):
+               folded_batch_norm, **kwargs):
     super().__init__(**kwargs)
     check_model_type(model_type)
     check_execution(execution)
@@ -139,6 +143,7 @@ class AdaptiveResNet(keras.Model):
     self.execution = execution
     self.sparse_config = SparseConfig.create(sparse_config)
     self._batch_norm = batch_norm
+    self.folded_batch_norm = bool(folded_batch_norm)
     self.blocks = [
         self._make_block(name, unit_args) for name, unit_args in
         self._block_specs()]
@@ -152,9 +157,11 @@ class AdaptiveResNet(keras.Model):
                       else GlobalHaltingHead)
         head = head_class(activation=self.halting_activation,
                           batch_norm=self._batch_norm,
-                          weight_decay=self.weight_decay)
+                          weight_decay=self.weight_decay,
+                          folded_batch_norm=self.folded_batch_norm)
       residual_unit = self.unit_class(
-          **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay)
+          **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay,
+          folded_batch_norm=self.folded_batch_norm)
       units.append(HaltingUnit(residual_unit, head, name=f"unit_{index + 1}"))
     return AdaptiveBlock(units, self.model_type, self.eps, self.execution,
                          self.sparse_config, name=name)
@@ -233,4 +240,5 @@ class AdaptiveResNet(keras.Model):
         "eps": self.eps, "weight_decay": self.weight_decay,
         "execution": self.execution,
         "sparse_config": self.sparse_config.to_dict(),
+        "folded_batch_norm": self.folded_batch_norm,
     }

@@ -39,6 +39,8 @@ class CifarResNet(AdaptiveResNet):
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
       None (the measured defaults).
+    folded_batch_norm: bool. The inference form (see `AdaptiveResNet`).
+      Defaults to False.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -49,16 +51,17 @@ class CifarResNet(AdaptiveResNet):
   def __init__(self, model="5", num_classes=10, model_type="vanilla",
                base_channels=16, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
-               sparse_config=None, **kwargs):
+               sparse_config=None, folded_batch_norm=False, **kwargs):
     kwargs.setdefault("name", "resnet_residual")
     self._units = depths.cifar_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_config,
-                     normalization.CIFAR_BATCH_NORM,
+                     normalization.CIFAR_BATCH_NORM, folded_batch_norm,
                      **kwargs)
     self.root_conv = MaskedConv2D(self.base_channels, 3,
                                   weight_decay=weight_decay, name="Conv")
-    self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm)
+    self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm,
+                                             self.folded_batch_norm)
     self.logits_conv = MaskedConv2D(self.num_classes, 1,
                                     weight_decay=weight_decay, name="logits")
 

@@ -41,6 +41,8 @@ class ImageNetResNet(AdaptiveResNet):
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
       None (the measured defaults).
+    folded_batch_norm: bool. The inference form (see `AdaptiveResNet`).
+      Defaults to False.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -51,15 +53,17 @@ class ImageNetResNet(AdaptiveResNet):
   def __init__(self, model="101", num_classes=1001, model_type="vanilla",
                base_channels=64, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
-               sparse_config=None, **kwargs):
+               sparse_config=None, folded_batch_norm=False, **kwargs):
     kwargs.setdefault("name", "resnet_v2")
     self._units = depths.imagenet_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_config,
-                     normalization.IMAGENET_BATCH_NORM, **kwargs)
+                     normalization.IMAGENET_BATCH_NORM, folded_batch_norm,
+                     **kwargs)
     self.root_conv = MaskedConv2D(ROOT_CHANNELS, 7, 2, padding="symmetric",
                                   weight_decay=weight_decay, name="conv1")
-    self.postnorm = normalization.batch_norm("postnorm", self._batch_norm)
+    self.postnorm = normalization.batch_norm("postnorm", self._batch_norm,
+                                             self.folded_batch_norm)
     self.logits_conv = MaskedConv2D(self.num_classes, 1,
                                     weight_decay=weight_decay, name="logits")
 
