@@ -113,6 +113,21 @@ def test_tiny_models(family, model_type, kwargs):
     assert len(np.unique(exact["num_units_map"])) > 1
 
 
+def test_channel_affine_is_the_batch_norm_at_inference():
+  norm = keras.layers.BatchNormalization(epsilon=1e-3)
+  x = tf.random.normal([3, 2, 2, 4]) * 3 + 1
+  norm(x, training=True)
+  affine = ChannelAffine()
+  affine.build(x.shape)
+  scale = norm.gamma / tf.sqrt(norm.moving_variance + 1e-3)
+  affine.scale.assign(scale)
+  affine.offset.assign(norm.beta - norm.moving_mean * scale)
+  np.testing.assert_allclose(affine(x), norm(x, training=False), atol=1e-5)
+  np.testing.assert_array_equal(affine(x, training=True), affine(x))
+  copy = ChannelAffine.from_config(affine.get_config())
+  assert copy.name == affine.name
+
+
 def test_fold_weights_follows_the_model():
   model = helpers.tiny_model("imagenet", "act")
   images = tf.random.normal([2, 32, 32, 3])
