@@ -22,21 +22,34 @@ def test_report(tmp_path):
   output = tmp_path / "bench.json"
   result = _run(["--flops_fractions=0,0.75,1.0", "--unit_fractions=0.5",
                  "--sparse_kernels=tf,xla", "--dilation_paths",
+                 "--halting=random,blob", "--keras_model=50",
                  "--scatter_benchmark", "--scatter_fractions=0.5,40",
                  f"--output={output}"])
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   network = report["network"]
-  assert [row["target"] for row in network] == [0.0, 0.75, 1.0]
-  # At 0 every block stops after its first unit; the bisected bias hits
-  # the target; nothing halts at 1.0 (the halting heads' FLOPs come on top
-  # of the vanilla network's).
-  assert set(network[0]["mean_units"].values()) == {1.0}
-  assert 0 < network[0]["flops_fraction"] < network[2]["flops_fraction"]
-  assert abs(network[1]["flops_fraction"] - 0.75) < 0.05
-  assert network[2]["flops_fraction"] > 1.0
+  assert [(row["halting"], row["target"]) for row in network] == [
+      (pattern, target) for pattern in ("random", "blob")
+      for target in (0.0, 0.75, 1.0)]
+  for rows in (network[:3], network[3:]):
+    # At 0 every block stops after its first unit; the bisected bias hits
+    # the target; nothing halts at 1.0 (the halting heads' FLOPs come on
+    # top of the vanilla network's).
+    assert set(rows[0]["mean_units"].values()) == {1.0}
+    assert 0 < rows[0]["flops_fraction"] < rows[2]["flops_fraction"]
+    assert abs(rows[1]["flops_fraction"] - 0.75) < 0.05
+    assert rows[2]["flops_fraction"] > 1.0
+  # The two patterns halt differently at the same FLOPs.
+  assert network[1]["mean_units"] != network[4]["mean_units"]
+  timed = {"vanilla", "dense", "sparse_tf", "sparse_xla", "vanilla_opt",
+           "sparse_tf_opt", "sparse_xla_opt", "keras"}
   for row in network:
-    for kernels in ("sparse_tf", "sparse_xla"):
+    assert set(row["ms_per_image"]) == timed
+    assert set(row["vs_keras"]) == timed - {"keras"}
+    assert all(ratio > 0 for ratio in row["vs_keras"].values())
+    assert row["vanilla_opt_vs_vanilla"] > 0
+    for kernels in ("sparse_tf", "sparse_xla", "sparse_tf_opt",
+                    "sparse_xla_opt"):
       assert row[kernels]["max_abs_logit_diff"] < 1e-4
       assert row[kernels]["flops_max_rel_diff"] == 0.0
       assert row[kernels]["efficiency"] == (
@@ -66,7 +79,7 @@ def test_report(tmp_path):
   for small, large in zip(scatters[::2], scatters[1::2]):
     assert small["chosen"] == "tf" or large["chosen"] == "xla"
   assert {s["chosen"] for s in scatters} == {"tf", "xla"}
-  assert "wall" in result.stdout and "efficiency" in result.stdout
+  assert "wall" in result.stdout and "vs keras" in result.stdout
 
 
 def test_bad_input_is_one_line(tmp_path):
@@ -76,6 +89,7 @@ def test_bad_input_is_one_line(tmp_path):
                        ([f"--output={existing}"], str(existing)),
                        (["--images=/nonexistent/*.jpg"], "/nonexistent"),
                        (["--flops_fractions=0.5,-0.25"], "'-0.25'"),
+                       (["--halting=random,stripes"], "'stripes'"),
                        (['--sparse_config={"buckets": 2}'], "buckets")]:
     result = _run(args + ["--network_benchmark=false",
                           "--unit_benchmark=false"])
@@ -83,6 +97,11 @@ def test_bad_input_is_one_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("benchmark: error: ") and needle in last, last
   assert existing.read_text() == "keep"
+  # Keras ships ResNet-v2 at depths 50, 101 and 152 only.
+  result = _run(["--keras_model=same", "--unit_benchmark=false"])
+  last = result.stderr.strip().splitlines()[-1]
+  assert result.returncode != 0 and last.startswith("benchmark: error: ")
+  assert "--keras_model='same' with --model='1_4_4_1'" in last, last
 
 
 def test_flops_rel_diff():

@@ -197,3 +197,23 @@ def test_tool_fails_in_one_line_and_leaves_nothing(tmp_path):
       f"export_saved_model: error: checkpoint path "
       f"'{tmp_path / 'missing'}' does not exist")
   assert not export_dir.exists()
+
+
+def test_exact_export_keeps_the_batch_norms(tmp_path):
+  """By default the export is inference-optimised; `exact=True` is not."""
+  model = helpers.write_run(tmp_path / "run", "imagenet", "sact")
+  base = str(tmp_path / "models")
+  exact, _ = saved_model.export_checkpoint(str(tmp_path / "run"), base,
+                                           version=1, exact=True)
+  folded, _ = saved_model.export_checkpoint(str(tmp_path / "run"), base,
+                                            version=2)
+  counts = [len(tf.train.list_variables(os.path.join(p, "variables",
+                                                     "variables")))
+            for p in (exact, folded)]
+  # Four batch norm variables per unfolded layer against two or none.
+  assert counts[0] > counts[1] + 40
+  for path in (exact, folded):
+    outputs = tf.saved_model.load(path).signatures["serving_default"](
+        images=tf.constant(IMAGES))
+    assert_outputs_match({k: v.numpy() for k, v in outputs.items()},
+                         expected_outputs(model, IMAGES))

@@ -2,12 +2,18 @@
 
 Times a vanilla ResNet, a SACT ResNet run dense (the original's masked
 computation) and the same SACT ResNet run sparse, with the same weights, at
-several FLOPs budgets. The network is random with realistic statistics:
-batch norm statistics from the benchmark images, random 3x3 halting
-convolutions, and one halting bias shared by every unit, bisected so that
-SACT spends about 25%, 50%, 75% or 100% of the vanilla network's FLOPs. The
-halted positions then follow the image content (not uniform halting, which
-whole-unit skipping would already exploit).
+several FLOPs budgets; the vanilla and sparse ones also
+inference-optimised (`sact_tf.inference.optimize`, `*_opt`), and Keras' own
+ResNet-v2 (`keras.applications`, random weights, `--keras_model`), what a
+user would otherwise run: every time is also reported as a ratio to
+Keras'. The network is random with realistic statistics: batch norm
+statistics from the benchmark images, and one halting bias shared by every
+unit, bisected so that SACT spends about 25%, 50%, 75% or 100% of the
+vanilla network's FLOPs. `--halting` picks the halting pattern (or both):
+`random`, random 3x3 halting convolutions, so that the halted positions
+follow the image content (not uniform halting, which whole-unit skipping
+would already exploit); `blob`, halting convolutions fitted so that one
+smooth blob per image runs longest (`halting_calibration.blob_halting`).
 
 Images: `--images` (a glob of photos), or by default synthetic images with
 the 1/f^2 power spectrum of natural images (white noise would make halting
@@ -39,9 +45,11 @@ import time
 
 from absl import app
 from absl import flags
+import keras
 import numpy as np
 import tensorflow as tf
 
+from sact_tf import inference
 from sact_tf import models
 from sact_tf.sparse import active_set
 from sact_tf.sparse import map_state
@@ -83,6 +91,12 @@ flags.DEFINE_list("scatter_fractions", ["0.03", "0.1", "0.3", "1.0", "2.0"],
 flags.DEFINE_bool("dilation_paths", False, "Per unit, also time the sparse "
                   "kernels with the 3x3 dilation always gathered and with "
                   "the first conv always on the whole map.")
+flags.DEFINE_list("halting", ["random"], "Halting patterns: random (random "
+                  "halting convolutions), blob (one smooth blob per image "
+                  "runs longest), or both.")
+flags.DEFINE_string("keras_model", "same", "Keras' ResNet-v2 timed "
+                    "alongside: same (keras.applications.ResNet<model>V2, "
+                    "for --model 50, 101 or 152), 50, 101, 152, or none.")
 flags.DEFINE_string("images", None, "Glob of images to use (default: "
                     "synthetic 1/f^2 images).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -95,6 +109,36 @@ FIRST_UNITS_BIAS = 30.0  # Every position halts after the first unit.
 # each way of computing it that `--dilation_paths` times.
 DILATION_PATHS = {"gathered": True, "whole_map": False}
 SCATTER_CHAIN = 8  # Scatters per timed call (`--scatter_benchmark`).
+HALTING_PATTERNS = ("random", "blob")
+KERAS_RESNETS = {"50": "ResNet50V2", "101": "ResNet101V2",
+                 "152": "ResNet152V2"}
+
+
+def keras_resnet_name():
+  """The `keras.applications` class that `--keras_model` names, or None."""
+  name = FLAGS.model if FLAGS.keras_model == "same" else FLAGS.keras_model
+  if FLAGS.keras_model == "none":
+    return None
+  if name not in KERAS_RESNETS:
+    raise ValueError(
+        f"--keras_model takes same (with --model 50, 101 or 152), "
+        f"{', '.join(KERAS_RESNETS)} or none, received "
+        f"--keras_model={FLAGS.keras_model!r} with --model={FLAGS.model!r}")
+  return KERAS_RESNETS[name]
+
+
+def keras_resnet(images):
+  """Keras' ResNet-v2 with random weights and the images' batch norm stats.
+
+  No download (`weights=None`); 1000 classes, as Keras ships it.
+  """
+  name = keras_resnet_name()
+  if name is None:
+    return None
+  model = getattr(keras.applications, name)(
+      weights=None, input_shape=(FLAGS.image_size, FLAGS.image_size, 3))
+  halting_calibration.set_batch_norm_statistics(model, images)
+  return model
 
 
 def synthetic_images(count, size, seed):
@@ -176,7 +220,7 @@ def median_ratio(times, numerator, denominator):
 
 
 def network_benchmark(images):
-  """Vanilla / dense / sparse timings at each batch size and FLOPs target."""
+  """Timings at each halting pattern, batch size and FLOPs target."""
   kwargs = {"model": FLAGS.model, "base_channels": FLAGS.base_channels}
   vanilla = models.imagenet_resnet(model_type="vanilla", **kwargs)
   dense = models.imagenet_resnet(model_type="sact", **kwargs)
@@ -187,54 +231,81 @@ def network_benchmark(images):
   for model in [vanilla, dense, *sparse.values()]:
     model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
   halting_calibration.set_batch_norm_statistics(dense, images)
-  halting_calibration.randomize_halting(dense, FLAGS.seed)
   copy_weights(dense, vanilla)
+  for model in sparse.values():
+    copy_weights(dense, model)
+  optimized = {"vanilla_opt": inference.optimize(vanilla),
+               **{f"sparse_{k}_opt": inference.optimize(m)
+                  for k, m in sparse.items()}}
   functions = {"vanilla": vanilla, "dense": dense,
-               **{f"sparse_{k}": m for k, m in sparse.items()}}
+               **{f"sparse_{k}": m for k, m in sparse.items()}, **optimized}
+  reference = keras_resnet(images)
+  if reference is not None:
+    functions["keras"] = reference
   functions = {name: tf.function(lambda x, m=m: m(x, training=False))
                for name, m in functions.items()}
   rows = []
-  for batch in [int(b) for b in FLAGS.batch_sizes]:
-    batch_images = tf.constant(images[:batch])
-    vanilla_flops = float(np.mean(functions["vanilla"](batch_images)["flops"]))
-    for fraction in [float(f) for f in FLAGS.flops_fractions]:
-      if fraction >= 1.0:
-        halting_calibration.set_halting_bias(dense, FULL_FLOPS_BIAS)
-      elif fraction == 0.0:
-        halting_calibration.set_halting_bias(dense, FIRST_UNITS_BIAS)
-      else:
-        halting_calibration.tune_halting_bias(dense, batch_images,
-                                              fraction * vanilla_flops)
-      for model in sparse.values():
-        copy_weights(dense, model)
-      outputs = {name: fn(batch_images) for name, fn in functions.items()}
-      flops = float(np.mean(outputs["dense"]["flops"]))
-      flops_diffs = {
-          name: flops_rel_diff(outputs[f"sparse_{name}"]["flops"],
-                               outputs["dense"]["flops"])
-          for name in sparse}
-      times = time_interleaved(functions, (batch_images,), FLAGS.repeats,
-                               FLAGS.warmup)
-      row = {"batch": batch, "target": fraction,
-             "flops_fraction": flops / vanilla_flops,
-             "ms_per_image": {k: 1000 * float(np.median(t)) / batch
-                              for k, t in times.items()},
-             "dense_vs_vanilla": median_ratio(times, "dense", "vanilla"),
-             "mean_units": {b.name: float(np.mean(
-                 outputs["dense"][f"{b.name}/num_units"]))
-                            for b in dense.blocks}}
-      for name in sparse:
-        wall = median_ratio(times, f"sparse_{name}", "dense")
-        row[f"sparse_{name}"] = {
-            "wall_fraction": wall,
-            "efficiency": row["flops_fraction"] / wall,
-            "vs_vanilla": median_ratio(times, f"sparse_{name}", "vanilla"),
-            "flops_max_rel_diff": flops_diffs[name],
-            "max_abs_logit_diff": float(np.max(np.abs(
-                outputs[f"sparse_{name}"]["logits"] -
-                outputs["dense"]["logits"])))}
-      rows.append(row)
-      print(format_network_row(row), flush=True)
+  for pattern in FLAGS.halting:
+    if pattern == "blob":
+      halting_calibration.blob_halting(dense, images, FLAGS.seed)
+    else:
+      halting_calibration.randomize_halting(dense, FLAGS.seed)
+    for batch in [int(b) for b in FLAGS.batch_sizes]:
+      rows += _pattern_rows(pattern, batch, images, dense, sparse, optimized,
+                            functions)
+  return rows
+
+
+def _pattern_rows(pattern, batch, images, dense, sparse, optimized,
+                  functions):
+  """The rows of one halting pattern and batch size, one per FLOPs target."""
+  batch_images = tf.constant(images[:batch])
+  vanilla_flops = float(np.mean(functions["vanilla"](batch_images)["flops"]))
+  rows = []
+  for fraction in [float(f) for f in FLAGS.flops_fractions]:
+    if fraction >= 1.0:
+      halting_calibration.set_halting_bias(dense, FULL_FLOPS_BIAS)
+    elif fraction == 0.0:
+      halting_calibration.set_halting_bias(dense, FIRST_UNITS_BIAS)
+    else:
+      halting_calibration.tune_halting_bias(dense, batch_images,
+                                            fraction * vanilla_flops)
+    for k, model in sparse.items():
+      copy_weights(dense, model)
+      inference.fold_weights(model, optimized[f"sparse_{k}_opt"])
+    outputs = {name: fn(batch_images) for name, fn in functions.items()}
+    flops = float(np.mean(outputs["dense"]["flops"]))
+    sparse_names = [f"sparse_{k}" for k in sparse]
+    sparse_names += [f"{name}_opt" for name in sparse_names]
+    flops_diffs = {
+        name: flops_rel_diff(outputs[name]["flops"], outputs["dense"]["flops"])
+        for name in sparse_names}
+    times = time_interleaved(functions, (batch_images,), FLAGS.repeats,
+                             FLAGS.warmup)
+    row = {"halting": pattern, "batch": batch, "target": fraction,
+           "flops_fraction": flops / vanilla_flops,
+           "ms_per_image": {k: 1000 * float(np.median(t)) / batch
+                            for k, t in times.items()},
+           "dense_vs_vanilla": median_ratio(times, "dense", "vanilla"),
+           "vanilla_opt_vs_vanilla": median_ratio(times, "vanilla_opt",
+                                                  "vanilla"),
+           "mean_units": {b.name: float(np.mean(
+               outputs["dense"][f"{b.name}/num_units"]))
+                          for b in dense.blocks}}
+    if "keras" in times:
+      row["vs_keras"] = {name: median_ratio(times, name, "keras")
+                         for name in times if name != "keras"}
+    for name in sparse_names:
+      wall = median_ratio(times, name, "dense")
+      row[name] = {
+          "wall_fraction": wall,
+          "efficiency": row["flops_fraction"] / wall,
+          "vs_vanilla": median_ratio(times, name, "vanilla"),
+          "flops_max_rel_diff": flops_diffs[name],
+          "max_abs_logit_diff": float(np.max(np.abs(
+              outputs[name]["logits"] - outputs["dense"]["logits"])))}
+    rows.append(row)
+    print(format_network_row(row), flush=True)
   return rows
 
 
@@ -416,13 +487,17 @@ def _scatter_chain(scatter_fn, indices, updates):
 
 def format_network_row(row):
   ms = row["ms_per_image"]
-  text = (f"batch {row['batch']:2d}  FLOPs {100 * row['flops_fraction']:5.1f}%"
-          f"  vanilla {ms['vanilla']:7.1f}  dense {ms['dense']:7.1f}")
+  text = (f"{row['halting']} batch {row['batch']:2d}  FLOPs "
+          f"{100 * row['flops_fraction']:5.1f}%  ms/img")
+  for name, value in ms.items():
+    text += f"  {name} {value:.1f}"
   for k in FLAGS.sparse_kernels:
     s = row[f"sparse_{k}"]
-    text += (f"  sparse[{k}] {ms[f'sparse_{k}']:7.1f} ms/img  wall "
-             f"{s['wall_fraction']:.3f}  efficiency "
+    text += (f"  sparse[{k}] wall {s['wall_fraction']:.3f} efficiency "
              f"{100 * s['efficiency']:5.1f}%")
+  if "vs_keras" in row:
+    text += "  vs keras: " + " ".join(
+        f"{name} {ratio:.3f}" for name, ratio in row["vs_keras"].items())
   return text
 
 
@@ -451,6 +526,12 @@ def main(argv):
   try:
     for k in FLAGS.sparse_kernels:
       sparse_config(k)
+    for pattern in FLAGS.halting:
+      if pattern not in HALTING_PATTERNS:
+        raise ValueError(f"--halting takes {', '.join(HALTING_PATTERNS)}, "
+                         f"received {pattern!r}")
+    if FLAGS.network_benchmark:
+      keras_resnet_name()
     for fraction in FLAGS.flops_fractions:
       if not float(fraction) >= 0:
         raise ValueError(f"--flops_fractions takes fractions >= 0, "
@@ -467,7 +548,7 @@ def main(argv):
             "settings": {k: FLAGS[k].value for k in (
                 "model", "base_channels", "image_size", "batch_sizes",
                 "flops_fractions", "sparse_kernels", "sparse_config",
-                "repeats", "images", "seed")}}
+                "halting", "keras_model", "repeats", "images", "seed")}}
   print(f"{report['machine']}")
   if FLAGS.network_benchmark:
     report["network"] = network_benchmark(images)

@@ -6,7 +6,9 @@ Writes `--export_dir/<version>/` (TF Serving's layout) with the signatures
 preprocessed in the graph as the model's evaluation does it); both return
 `logits`, `probabilities`, the top-5 `classes`, `flops` and, for ACT and
 SACT models, `<block>_ponder_cost` and (SACT) `ponder_cost_map`. SACT
-models are exported with sparse execution. Example:
+models are exported with sparse execution; batch norms are folded into the
+weights (`sact_tf.inference.optimize`, the same outputs up to float32
+rounding) unless `--exact`. Example:
 
   python tools/export_saved_model.py --checkpoint_dir=runs/sact \
       --export_dir=exports/sact --version=1
@@ -39,6 +41,10 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 flags.DEFINE_bool("use_ema", None,
                   "Export the moving averages of the weights; default: what "
                   "the run evaluates.")
+flags.DEFINE_bool("exact", False,
+                  "Export the model's exact computation (the original's "
+                  "unfolded batch norms) instead of the inference-optimised "
+                  "one.")
 flags.mark_flags_as_required(["checkpoint_dir", "export_dir"])
 
 
@@ -47,12 +53,14 @@ def main(argv):
   try:
     path, config = saved_model.export_checkpoint(
         FLAGS.checkpoint_dir, FLAGS.export_dir, FLAGS.version, FLAGS.overwrite,
-        FLAGS.use_ema)
+        FLAGS.use_ema, FLAGS.exact)
   except ValueError as e:
     sys.exit(f"export_saved_model: error: {e}")
   size = config["image_size"]
   print(f"Exported {config['checkpoint']} ({config['family']} "
-        f"{config['model_kwargs']['model_type']}) to {path}: signatures "
+        f"{config['model_kwargs']['model_type']}, "
+        f"{'exact' if FLAGS.exact else 'inference-optimised'}) to {path}: "
+        f"signatures "
         f"{saved_model.SERVING_DEFAULT} ({saved_model.IMAGES} float32 "
         f"[batch, {size}, {size}, 3]) and {saved_model.SERVING_BYTES} "
         f"({saved_model.IMAGE_BYTES} string [batch], JPEG or PNG)")

@@ -23,6 +23,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from sact_tf import inference
 from sact_tf.data import preprocessing
 from sact_tf.training import checkpoint_io
 from sact_tf.utils import files
@@ -194,10 +195,12 @@ def export_saved_model(model, path, family, image_size, overwrite=False):
 
 
 def export_checkpoint(checkpoint_dir, export_dir, version=1, overwrite=False,
-                      use_ema=None):
+                      use_ema=None, exact=False):
   """Restores a checkpoint's model and exports it to `export_dir/<version>`.
 
-  SACT models are exported with `execution="sparse"`. `export_dir` is
+  SACT models are exported with `execution="sparse"`, inference-optimised
+  (`sact_tf.inference.optimize`: batch norms folded into the weights, the
+  outputs equal up to float32 rounding) unless `exact`. `export_dir` is
   created if needed (and removed again if the export fails).
 
   Args:
@@ -207,6 +210,8 @@ def export_checkpoint(checkpoint_dir, export_dir, version=1, overwrite=False,
     version: int >= 1. Defaults to 1.
     overwrite: bool, replace an existing version. Defaults to False.
     use_ema: bool or None, see `checkpoint_io.restore_model`.
+    exact: bool. Export the model's own computation (the original's, batch
+      norms unfolded) instead of the optimised one. Defaults to False.
 
   Returns:
     `(path, config)`: the version directory and the run configuration.
@@ -224,6 +229,8 @@ def export_checkpoint(checkpoint_dir, export_dir, version=1, overwrite=False,
         f"--version={max(versions + [version]) + 1} or --overwrite")
   model, config = checkpoint_io.restore_model(checkpoint_dir, use_ema,
                                               execution="sparse")
+  if not exact:
+    model = inference.optimize(model)
   created = not os.path.isdir(export_dir)
   os.makedirs(export_dir, exist_ok=True)
   try:

@@ -3,6 +3,7 @@
 from sact_tf.layers.adaptive_block import AdaptiveBlock
 from sact_tf.layers.basic_residual_unit import BasicResidualUnit
 from sact_tf.layers.bottleneck_unit import BottleneckUnit
+from sact_tf.layers.channel_affine import ChannelAffine
 from sact_tf.layers.global_halting_head import GlobalHaltingHead
 from sact_tf.layers.halting_head import HaltingHead
 from sact_tf.layers.halting_unit import HaltingUnit

@@ -32,6 +32,7 @@ class BasicResidualUnit(ResidualUnit):
     batch_norm: dict. Defaults to the CIFAR model's (momentum 0.9, epsilon
       1e-3).
     weight_decay: float. Defaults to 2e-4.
+    folded_batch_norm: bool. See `ResidualUnit`. Defaults to False.
 
   Call arguments and returns: see `ResidualUnit`.
   """
@@ -39,13 +40,13 @@ class BasicResidualUnit(ResidualUnit):
   def __init__(self, depth, stride=1, activate_before_residual=False,
                activation="leaky_relu",
                batch_norm=normalization.CIFAR_BATCH_NORM, weight_decay=2e-4,
-               **kwargs):
+               folded_batch_norm=False, **kwargs):
     kwargs.setdefault("name", "residual")
     super().__init__(depth, stride, activation, batch_norm, weight_decay,
-                     **kwargs)
+                     folded_batch_norm, **kwargs)
     self.activate_before_residual = bool(activate_before_residual)
     self.convs = [
-        MaskedConv2D(depth, 3, stride, batch_norm=self.batch_norm,
+        MaskedConv2D(depth, 3, stride, batch_norm=self.conv_batch_norm,
                      batch_norm_activation=activation, activation=activation,
                      weight_decay=weight_decay, name="conv1"),
         MaskedConv2D(depth, 3, weight_decay=weight_decay, name="conv2"),

@@ -28,21 +28,22 @@ class BottleneckUnit(ResidualUnit):
     batch_norm: dict. Defaults to the ImageNet arg scope's (decay 0.997,
       epsilon 1e-5).
     weight_decay: float. Defaults to 1e-4.
+    folded_batch_norm: bool. See `ResidualUnit`. Defaults to False.
 
   Call arguments and returns: see `ResidualUnit`.
   """
 
   def __init__(self, depth, depth_bottleneck, stride=1, activation="relu",
                batch_norm=normalization.IMAGENET_BATCH_NORM,
-               weight_decay=1e-4, **kwargs):
+               weight_decay=1e-4, folded_batch_norm=False, **kwargs):
     kwargs.setdefault("name", "bottleneck_v2")
     super().__init__(depth, stride, activation, batch_norm, weight_decay,
-                     **kwargs)
+                     folded_batch_norm, **kwargs)
     if int(depth_bottleneck) < 1:
       raise ValueError(f"depth_bottleneck must be positive, received "
                        f"depth_bottleneck={depth_bottleneck!r}")
     self.depth_bottleneck = int(depth_bottleneck)
-    bn = self.batch_norm
+    bn = self.conv_batch_norm
     self.convs = [
         MaskedConv2D(depth_bottleneck, 1, batch_norm=bn, activation=activation,
                      weight_decay=weight_decay, name="conv1"),

@@ -45,8 +45,10 @@ class MaskedConv2D(keras.layers.Layer):
     batch_norm: dict or None. `{"momentum", "epsilon"}` of a batch norm
       applied after the convolution, or None. Defaults to None.
     batch_norm_activation: str or None. Activation inside the batch norm (the
-      TF-Slim arg scopes can set one on `batch_norm` itself). Defaults to
-      None.
+      TF-Slim arg scopes can set one on `batch_norm` itself), applied before
+      `activation`; without `batch_norm` (a batch norm folded into the
+      kernel and biases, `sact_tf.inference.optimize`) after the biases.
+      Defaults to None.
     activation: str or None. `"relu"`, `"leaky_relu"` (slope 0.1),
       `"sigmoid"` or None. Defaults to None.
     bias_initializer: float or None. Initial value of the biases; None means
@@ -140,9 +142,8 @@ class MaskedConv2D(keras.layers.Layer):
   def normalize_and_activate(self, outputs, training=None):
     """The batch norm (with its own activation) and the activation."""
     if self.normalizer is not None:
-      outputs = self.batch_norm_activation_fn(
-          self.normalizer(outputs, training=training))
-    return self.activation_fn(outputs)
+      outputs = self.normalizer(outputs, training=training)
+    return self.activation_fn(self.batch_norm_activation_fn(outputs))
 
   def compute_output_shape(self, input_shape, output_mask=None):
     # SAME and symmetric padding both give ceil(size / stride) positions.

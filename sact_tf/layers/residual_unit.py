@@ -28,6 +28,10 @@ class ResidualUnit(keras.layers.Layer):
     activation: str. Activation of `preact` and of the convs.
     batch_norm: dict. `{"momentum", "epsilon"}`.
     weight_decay: float. L2 decay of the conv kernels.
+    folded_batch_norm: bool. The inference form
+      (`sact_tf.inference.optimize`): the batch norms after a convolution
+      folded into its kernel and biases, `preact` a `ChannelAffine`.
+      Defaults to False.
 
   Call arguments:
     inputs: float32 `[batch, H, W, c_in]`.
@@ -43,7 +47,7 @@ class ResidualUnit(keras.layers.Layer):
 
   def __init__(self, depth, stride=1, activation="relu",
                batch_norm=normalization.IMAGENET_BATCH_NORM, weight_decay=0.0,
-               **kwargs):
+               folded_batch_norm=False, **kwargs):
     super().__init__(**kwargs)
     if int(depth) < 1:
       raise ValueError(f"depth must be positive, received depth={depth!r}")
@@ -54,8 +58,12 @@ class ResidualUnit(keras.layers.Layer):
     self.activation = activation
     self.batch_norm = dict(batch_norm)
     self.weight_decay = weight_decay
+    self.folded_batch_norm = bool(folded_batch_norm)
     self.activation_fn = activations.get(activation)
-    self.preact = normalization.batch_norm("preact", self.batch_norm)
+    self.preact = normalization.batch_norm("preact", self.batch_norm,
+                                           self.folded_batch_norm)
+    # The batch norm of the convs that have one (None where folded).
+    self.conv_batch_norm = None if self.folded_batch_norm else self.batch_norm
 
   def build(self, input_shape):
     self.depth_in = int(input_shape[-1])
@@ -137,5 +145,6 @@ class ResidualUnit(keras.layers.Layer):
     config = super().get_config()
     config.update(depth=self.depth, stride=self.stride,
                   activation=self.activation, batch_norm=self.batch_norm,
-                  weight_decay=self.weight_decay)
+                  weight_decay=self.weight_decay,
+                  folded_batch_norm=self.folded_batch_norm)
     return config

@@ -38,7 +38,8 @@ class SpatialHaltingHead(HaltingHead):
 
   def __init__(self, **kwargs):
     super().__init__(**kwargs)
-    self.local_bn = normalization.batch_norm("local_bn", self.batch_norm)
+    self.local_bn = normalization.batch_norm("local_bn", self.batch_norm,
+                                             self.folded_batch_norm)
     self.local_conv = MaskedConv2D(
         1, KERNEL_SIZE, bias_initializer=INIT_BIAS,
         weight_decay=self.weight_decay, name="local_conv")

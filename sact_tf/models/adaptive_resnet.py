@@ -101,6 +101,10 @@ class AdaptiveResNet(keras.Model):
     unit_order: dict or None. `{block name: [unit numbers, 1-based, in the
       order they run]}` for the blocks whose units are deleted or
       reordered (vanilla only; see `sact_tf.models.lesion`); None: none.
+    folded_batch_norm: bool. The inference form that
+      `sact_tf.inference.optimize` builds: every batch norm after a
+      convolution folded into its kernel and biases, the others
+      `ChannelAffine` multiply-adds (see the unit and head classes).
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -119,7 +123,8 @@ class AdaptiveResNet(keras.Model):
 
   def __init__(self, model, num_classes, model_type, base_channels, tau,
                eps, weight_decay, execution, sparse_config, batch_norm,
-               stochastic_depth=1.0, unit_order=None, **kwargs):
+               stochastic_depth=1.0, unit_order=None, folded_batch_norm=False,
+               **kwargs):
     super().__init__(**kwargs)
     stochastic_depth = stochastic_depth_lib.check_survival(stochastic_depth)
     check_model_type(model_type)
@@ -158,6 +163,7 @@ class AdaptiveResNet(keras.Model):
                        for name, order in unit_order.items()} or None
     survival = stochastic_depth_lib.survival_probabilities(
         [len(unit_args) for _, unit_args in specs], stochastic_depth)
+    self.folded_batch_norm = bool(folded_batch_norm)
     self.blocks = [
         self._make_block(name, unit_args, p, unit_order.get(name))
         for (name, unit_args), p in zip(specs, survival)]
@@ -171,9 +177,11 @@ class AdaptiveResNet(keras.Model):
                       else GlobalHaltingHead)
         head = head_class(activation=self.halting_activation,
                           batch_norm=self._batch_norm,
-                          weight_decay=self.weight_decay)
+                          weight_decay=self.weight_decay,
+                          folded_batch_norm=self.folded_batch_norm)
       residual_unit = self.unit_class(
-          **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay)
+          **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay,
+          folded_batch_norm=self.folded_batch_norm)
       units.append(HaltingUnit(residual_unit, head, name=f"unit_{index + 1}"))
     return AdaptiveBlock(
         units, self.model_type, self.eps, self.execution, self.sparse_config,
@@ -259,4 +267,5 @@ class AdaptiveResNet(keras.Model):
         "sparse_config": self.sparse_config.to_dict(),
         "stochastic_depth": self.stochastic_depth,
         "unit_order": self.unit_order,
+        "folded_batch_norm": self.folded_batch_norm,
     }

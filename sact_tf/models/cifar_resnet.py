@@ -43,6 +43,8 @@ class CifarResNet(AdaptiveResNet):
       last unit under stochastic depth (vanilla only). Defaults to 1 (none).
     unit_order: dict or None. Units deleted or reordered per block (vanilla
       only; see `sact_tf.models.lesion`). Defaults to None.
+    folded_batch_norm: bool. The inference form (see `AdaptiveResNet`).
+      Defaults to False.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -54,16 +56,18 @@ class CifarResNet(AdaptiveResNet):
                base_channels=16, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
                sparse_config=None, stochastic_depth=1.0, unit_order=None,
-               **kwargs):
+               folded_batch_norm=False, **kwargs):
     kwargs.setdefault("name", "resnet_residual")
     self._units = depths.cifar_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_config,
                      normalization.CIFAR_BATCH_NORM, stochastic_depth,
-                     unit_order, **kwargs)
+                     unit_order, folded_batch_norm=folded_batch_norm,
+                     **kwargs)
     self.root_conv = MaskedConv2D(self.base_channels, 3,
                                   weight_decay=weight_decay, name="Conv")
-    self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm)
+    self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm,
+                                             self.folded_batch_norm)
     self.logits_conv = MaskedConv2D(self.num_classes, 1,
                                     weight_decay=weight_decay, name="logits")
 

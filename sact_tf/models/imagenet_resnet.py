@@ -45,6 +45,8 @@ class ImageNetResNet(AdaptiveResNet):
       last unit under stochastic depth (vanilla only). Defaults to 1 (none).
     unit_order: dict or None. Units deleted or reordered per block (vanilla
       only; see `sact_tf.models.lesion`). Defaults to None.
+    folded_batch_norm: bool. The inference form (see `AdaptiveResNet`).
+      Defaults to False.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -56,16 +58,18 @@ class ImageNetResNet(AdaptiveResNet):
                base_channels=64, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
                sparse_config=None, stochastic_depth=1.0, unit_order=None,
-               **kwargs):
+               folded_batch_norm=False, **kwargs):
     kwargs.setdefault("name", "resnet_v2")
     self._units = depths.imagenet_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_config,
                      normalization.IMAGENET_BATCH_NORM, stochastic_depth,
-                     unit_order, **kwargs)
+                     unit_order, folded_batch_norm=folded_batch_norm,
+                     **kwargs)
     self.root_conv = MaskedConv2D(ROOT_CHANNELS, 7, 2, padding="symmetric",
                                   weight_decay=weight_decay, name="conv1")
-    self.postnorm = normalization.batch_norm("postnorm", self._batch_norm)
+    self.postnorm = normalization.batch_norm("postnorm", self._batch_norm,
+                                             self.folded_batch_norm)
     self.logits_conv = MaskedConv2D(self.num_classes, 1,
                                     weight_decay=weight_decay, name="logits")
 

@@ -79,8 +79,9 @@ def taps_map(head, inputs, training=None, linear=None):
 def global_logit(head, mean, training=None):
   """The head's pooled term from the spatial mean, on rows.
 
-  `global_bn`, the activation and the 1x1 `global_conv` on `[batch, c]`
-  rows (one matmul instead of a convolution of a 1x1 map).
+  `global_bn` (unless folded into `global_conv`), the activation and the
+  1x1 `global_conv` on `[batch, c]` rows (one matmul instead of a
+  convolution of a 1x1 map).
 
   Args:
     head: `SpatialHaltingHead`.
@@ -91,8 +92,9 @@ def global_logit(head, mean, training=None):
     float `[batch, 1]`.
   """
   rows = tf.reshape(mean, [-1, mean.shape[-1]])
-  rows = head.activation_fn(rows_lib.normalize_rows(head.global_bn, rows,
-                                                    training))
+  if head.global_bn is not None:  # (None: folded into `global_conv`.)
+    rows = head.activation_fn(rows_lib.normalize_rows(head.global_bn, rows,
+                                                      training))
   return rows_lib.conv_rows(head.global_conv, rows, training)
 
 

@@ -8,6 +8,7 @@ weights of the Keras layers (`keras.layers.BatchNormalization`,
 positions, up to float rounding.
 """
 
+import keras
 import tensorflow as tf
 
 
@@ -28,12 +29,17 @@ def inference_affine(layer):
   """Batch norm at inference as `x * scale + offset`.
 
   Args:
-    layer: a built `keras.layers.BatchNormalization` (center and scale).
+    layer: a built `keras.layers.BatchNormalization` (center and scale), or
+      a batch norm already folded into an affine map (a layer with `scale`
+      and `offset` weights, `sact_tf.layers.ChannelAffine`).
 
   Returns:
     `(scale, offset)`, float `[channels]`: `gamma / sqrt(var + eps)` and
-    `beta - mean * scale`, from the moving statistics.
+    `beta - mean * scale`, from the moving statistics (the folded layer's
+    own weights).
   """
+  if not isinstance(layer, keras.layers.BatchNormalization):
+    return layer.scale, layer.offset
   scale = layer.gamma * tf.math.rsqrt(layer.moving_variance + layer.epsilon)
   return scale, layer.beta - layer.moving_mean * scale
 
@@ -68,6 +74,5 @@ def conv_rows(conv, rows, training=None):
   if conv.use_bias:
     outputs = tf.nn.bias_add(outputs, conv.bias)
   if conv.normalizer is not None:
-    outputs = conv.batch_norm_activation_fn(
-        normalize_rows(conv.normalizer, outputs, training))
-  return conv.activation_fn(outputs)
+    outputs = normalize_rows(conv.normalizer, outputs, training)
+  return conv.activation_fn(conv.batch_norm_activation_fn(outputs))

@@ -127,3 +127,56 @@ def tune_halting_bias(model, images, target_flops, low=-15.0, high=15.0,
       outside = middle
   bias = (high + inside) / 2
   return bias, float(np.mean(flops_at(bias)))
+
+
+def blob_halting(model, images, seed=0, ridge=1e-2):
+  """Halting that follows one smooth blob per image: its centre runs longest.
+
+  A second halting pattern besides `randomize_halting`'s, with one large
+  connected region of long pondering per image, as a trained model's on an
+  object. Each image gets a random centre (uniform in the middle half of
+  the image); the target halting logit of a position grows linearly with
+  its distance to the centre, from -2 at the centre to 2 at one image side's
+  distance (the same pattern at every block's resolution). Every SACT
+  head's `local_conv` gets a centre tap fitted by ridge regression of that
+  target on the normalised unit output at every position of `images`
+  (its other taps and the `global_conv` kernel zero), so that it halts far
+  from the centre first; the shared bias is left to `tune_halting_bias`.
+
+  Args:
+    model: a built SACT model with its batch norm statistics, unfolded.
+    images: float32 `[batch, H, W, 3]`, the images the pattern is fitted to.
+    seed: int, the draw of the centres. Defaults to 0.
+    ridge: float, the ridge penalty per position. Defaults to 1e-2.
+
+  Returns:
+    float `[batch, 2]`, the centres as fractions of the height and width.
+  """
+  rng = np.random.default_rng(seed)
+  centres = rng.uniform(0.25, 0.75, size=(images.shape[0], 2))
+  # Units run one after the other: with nothing halted, SACT is vanilla.
+  # pylint: disable-next=protected-access
+  features, _ = model._root(tf.constant(images), False)
+  for block in model.blocks:
+    for unit in block.units:
+      features, _ = unit.residual_unit(features, training=False)
+      head = unit.halting_head
+      if head is None:
+        continue
+      _, h, w, c = features.shape
+      x = head.activation_fn(head.local_bn(features, training=False))
+      x = np.concatenate([np.reshape(x.numpy(), [-1, c]),
+                          np.ones([x.shape[0] * h * w, 1])], 1)
+      y, xx = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w,
+                          indexing="ij")
+      distance = np.sqrt((y[None] - centres[:, :1, None]) ** 2 +
+                         (xx[None] - centres[:, 1:, None]) ** 2)
+      target = np.reshape(4 * distance - 2, [-1])
+      weights = np.linalg.solve(x.T @ x + ridge * len(x) * np.eye(c + 1),
+                                x.T @ target)[:c]
+      kernel = np.zeros(head.local_conv.kernel.shape, np.float32)
+      kernel[1, 1, :, 0] = weights
+      head.local_conv.kernel.assign(kernel)
+      head.global_conv.kernel.assign(
+          np.zeros(head.global_conv.kernel.shape, np.float32))
+  return centres
