@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from sact_tf import act
+from sact_tf import sampling
 from sact_tf.layers import normalization
 from sact_tf.layers.bottleneck_unit import BottleneckUnit
 from sact_tf.layers.masked_conv2d import MaskedConv2D
@@ -41,6 +42,11 @@ class ImageNetResNet(AdaptiveResNet):
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
       None (the measured defaults).
+    sparse_loss_weight: float >= 0 or None. Sampling loss weight. Defaults
+      to None (no sparse loss).
+    grid_stride: int >= 1. Sampling grid prior stride. Defaults to 4.
+    sampling_evaluation: str. `"deterministic"` or `"noisy"`. Defaults to
+      `"deterministic"`.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -51,12 +57,15 @@ class ImageNetResNet(AdaptiveResNet):
   def __init__(self, model="101", num_classes=1001, model_type="vanilla",
                base_channels=64, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
-               sparse_config=None, **kwargs):
+               sparse_config=None, sparse_loss_weight=None,
+               grid_stride=sampling.DEFAULT_GRID_STRIDE,
+               sampling_evaluation="deterministic", **kwargs):
     kwargs.setdefault("name", "resnet_v2")
     self._units = depths.imagenet_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_config,
-                     normalization.IMAGENET_BATCH_NORM, **kwargs)
+                     normalization.IMAGENET_BATCH_NORM, sparse_loss_weight, grid_stride, sampling_evaluation,
+                     **kwargs)
     self.root_conv = MaskedConv2D(ROOT_CHANNELS, 7, 2, padding="symmetric",
                                   weight_decay=weight_decay, name="conv1")
     self.postnorm = normalization.batch_norm("postnorm", self._batch_norm)
