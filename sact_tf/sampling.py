@@ -21,7 +21,6 @@ All functions are shape-polymorphic in batch, height and width and work in
 any float dtype (float64 for the exactness tests).
 """
 
-import keras
 import tensorflow as tf
 
 INITIAL_TEMPERATURE = 1.0
@@ -58,17 +57,21 @@ def check_grid_stride(grid_stride):
                      f"grid_stride={grid_stride!r}")
 
 
-def logistic_noise(shape, dtype, seed):
+def logistic_noise(shape, dtype, seed=None):
   """`log u - log(1 - u)`, `u ~ U(0, 1)`: the difference of two Gumbels.
 
   Args:
     shape: int `[4]` tensor.
     dtype: float dtype.
-    seed: a `keras.random.SeedGenerator`, an int or None.
+    seed: None or an int (a stateful draw, TensorFlow's op seed; new noise
+      at every call), or a pair of ints (a stateless draw: the same noise
+      for the same pair).
   """
   tiny = 1e-7 if dtype == tf.float32 else 1e-12
-  u = keras.random.uniform(shape, minval=tiny, maxval=1.0 - tiny,
-                           dtype=dtype, seed=seed)
+  if isinstance(seed, (tuple, list)) or tf.is_tensor(seed):
+    u = tf.random.stateless_uniform(shape, seed, tiny, 1.0 - tiny, dtype)
+  else:
+    u = tf.random.uniform(shape, tiny, 1.0 - tiny, dtype, seed=seed)
   return tf.math.log(u) - tf.math.log1p(-u)
 
 
@@ -84,7 +87,7 @@ def gumbel_sigmoid(logits, temperature, seed=None):
   Args:
     logits: float `[batch, h, w, 1]`.
     temperature: positive float scalar (tensor or number).
-    seed: `keras.random.SeedGenerator`, int or None.
+    seed: None, an int or a pair of ints (see `logistic_noise`).
 
   Returns:
     `[batch, h, w, 1]` in `(0, 1)`, the dtype of `logits`.

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
 from helpers import tiny_model
 from sact_tf import sampling
 from sact_tf.layers import RbfInterpolation
@@ -28,10 +29,10 @@ def test_gumbel_sigmoid_frequency_is_sigmoid():
 def test_gumbel_sigmoid_tends_to_hard_threshold():
   logits = tf.random.normal([4, 8, 8, 1], stddev=2.0, seed=1)
   hard = tf.cast(
-      logits + sampling.logistic_noise(tf.shape(logits), tf.float32, 5) >= 0,
+      logits + sampling.logistic_noise(tf.shape(logits), tf.float32, (5, 0)) >= 0,
       tf.float32)
   errors = [float(tf.reduce_mean(tf.abs(
-      sampling.gumbel_sigmoid(logits, t, seed=5) - hard)))
+      sampling.gumbel_sigmoid(logits, t, seed=(5, 0)) - hard)))
             for t in (1.0, 0.1, 0.01, 1e-4)]
   assert errors == sorted(errors, reverse=True) and errors[-1] < 1e-3, errors
 
@@ -244,3 +245,19 @@ def test_bad_arguments(make, message):
   with pytest.raises(ValueError, match=message) as error:
     make()
   assert "\n" not in str(error.value)
+
+
+def test_saved_model_matches_the_model(tmp_path_factory):
+  model, _, path = helpers.exported(tmp_path_factory, "cifar", "sampling")
+  images = np.random.default_rng(2).normal(size=(3, 32, 32, 3)).astype(
+      np.float32)
+  saved = tf.saved_model.load(str(path)).signatures["serving_default"](
+      images=tf.constant(images))
+  end_points = model(images, training=False)
+  np.testing.assert_array_equal(saved["flops"], end_points["flops"])
+  np.testing.assert_allclose(saved["logits"], end_points["logits"],
+                             atol=1e-5)
+  np.testing.assert_allclose(saved["sampling_density_map"],
+                             end_points["sampling_density_map"], atol=1e-6)
+  density = saved["block_2_sampling_density"].numpy()
+  assert 0 < density.min() and density.max() < 1

@@ -68,7 +68,8 @@ flags.DEFINE_string("eval_split_name", None,
 flags.DEFINE_integer("image_size", None,
                      "Input resolution. Default: the dataset's (32, 224).")
 flags.DEFINE_string("model_type", None,
-                    "vanilla (default), act, act_early_stopping or sact.")
+                    "vanilla (default), act, act_early_stopping, sact or "
+                    "sampling (Xie et al.'s feature sampling).")
 flags.DEFINE_string("model", None,
                     "Residual units per block: '5' (ResNet-32; default for "
                     "CIFAR), '18' (ResNet-110), '101' (default for ImageNet), "
@@ -80,6 +81,9 @@ flags.DEFINE_float("tau", None,
                    "Ponder cost weight (ACT / SACT). Default: 1.0, as the "
                    "original's flag; the presets use 0.01 / 0.005.")
 flags.DEFINE_float("eps", None, "Halting threshold 1 - eps. Default: 0.01.")
+flags.DEFINE_float("sparse_loss_weight", None,
+                   "Sparse loss weight (--model_type=sampling only). "
+                   "Default: 0.1 (the reference sweeps 0.02-0.2).")
 flags.DEFINE_string("execution", None,
                     "SACT execution: dense (default, as the original) or "
                     "sparse.")

@@ -45,7 +45,9 @@ class AdaptiveBlock(keras.layers.Layer):
     runs dense.
   * `"sampling"`: every unit (`SamplingUnit`), each computing its
     convolutions at sampled positions and interpolating the others (Xie et
-    al., ECCV 2020; `sact_tf.sampling`).
+    al., ECCV 2020; `sact_tf.sampling`). It runs masked (every position
+    computed, then mixed with its interpolation) whatever `execution` is,
+    as ACT does: only SACT has a sparse execution.
 
   Args:
     units: list of `HaltingUnit` (`SamplingUnit` for `"sampling"`), named
@@ -76,9 +78,6 @@ class AdaptiveBlock(keras.layers.Layer):
     super().__init__(**kwargs)
     check_model_type(model_type)
     check_execution(execution)
-    if model_type == "sampling" and execution == "sparse":
-      raise ValueError("execution='sparse' is not implemented for "
-                       "model_type='sampling', received execution='sparse'")
     if not units:
       raise ValueError(f"a block needs at least one unit, received units={units!r}")
     heads = [unit.halting_head is not None for unit in units]

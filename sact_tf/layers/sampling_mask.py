@@ -44,7 +44,9 @@ class SamplingMask(keras.layers.Layer):
     eval_temperature: float > 0. Temperature of the noisy evaluation.
       Defaults to 0.03.
     weight_decay: float. L2 decay of the mask kernel. Defaults to 0.
-    seed: int or None. Seed of the noise. Defaults to None.
+    seed: int or None. TensorFlow op seed of the noise (stateful: new noise
+      at every call; with `keras.utils.set_random_seed` reproducible).
+      Defaults to None.
 
   Call arguments:
     inputs: float `[batch, H, W, c_in]`, the unit's input.
@@ -87,7 +89,6 @@ class SamplingMask(keras.layers.Layer):
                              bias_initializer=sampling.MASK_BIAS,
                              kernel_initializer=0.0,
                              weight_decay=weight_decay, name="conv")
-    self.seed_generator = keras.random.SeedGenerator(seed)
 
   def build(self, input_shape):
     self.conv.build(input_shape)
@@ -100,7 +101,7 @@ class SamplingMask(keras.layers.Layer):
     logits, flops = self.conv(inputs, training=training)
     if training:
       temperature = tf.cast(self.temperature, logits.dtype)
-      mask = sampling.gumbel_sigmoid(logits, temperature, self.seed_generator)
+      mask = sampling.gumbel_sigmoid(logits, temperature, self.seed)
       self.temperature.assign(self.temperature * self.temperature_decay)
       return sampling.grid_prior(mask, self.grid_stride), logits, flops
     if self.evaluation == "deterministic":
@@ -108,7 +109,7 @@ class SamplingMask(keras.layers.Layer):
       return sampling.grid_prior(mask, self.grid_stride), logits, flops
     mask = sampling.grid_prior(
         sampling.gumbel_sigmoid(logits, self.eval_temperature,
-                                self.seed_generator), self.grid_stride)
+                                self.seed), self.grid_stride)
     return mask * sampling.sampled(mask), logits, flops
 
   def compute_output_shape(self, input_shape):

@@ -5,12 +5,15 @@ The original's names (`summary_utils.act_metric_map`, `flops_metric_map`):
 `<block>/num_units_mean`, `<block>/num_units_std`, `<block>/num_units_max`
 (training), `<block>/flops_mean`, `<block>/flops_std`, `Total Flops/mean`,
 `Total Flops/std`, `eval/Accuracy`, `eval/Recall@5`, `eval/Mean Loss`.
-Moments are over every element: images for ACT, positions for SACT.
+Moments are over every element: images for ACT, positions for SACT and
+for the sampling family's `<block>/sampling_density`.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from sact_tf.layers.adaptive_block import HALTING_TYPES
 
 TOP_K = 5
 
@@ -20,7 +23,8 @@ def block_names(model):
 
 
 def is_adaptive(model):
-  return model.model_type != "vanilla"
+  """Whether the model halts (has ponder costs)."""
+  return model.model_type in HALTING_TYPES
 
 
 def cross_entropy(labels, logits, label_smoothing=0.0):
@@ -44,6 +48,8 @@ def _moment_sources(model):
   for block in block_names(model):
     keys = ["flops"] + (["ponder_cost", "num_units"] if is_adaptive(model)
                         else [])
+    if model.model_type == "sampling":
+      keys.append("sampling_density")
     sources.update({f"{block}/{k}": f"{block}/{k}" for k in keys})
   return sources
 
