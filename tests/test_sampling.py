@@ -11,6 +11,7 @@ from sact_tf import sampling
 from sact_tf.layers import RbfInterpolation
 from sact_tf.layers import SamplingMask
 from sact_tf.layers import SamplingUnit
+from sact_tf.training import run_config
 
 FAMILIES = ["cifar", "imagenet"]
 
@@ -261,3 +262,18 @@ def test_saved_model_matches_the_model(tmp_path_factory):
                              end_points["sampling_density_map"], atol=1e-6)
   density = saved["block_2_sampling_density"].numpy()
   assert 0 < density.min() and density.max() < 1
+
+
+def test_run_config_sparse_loss_weight():
+  config = run_config.make_config({"model_type": "sampling"})
+  assert config["model_kwargs"]["sparse_loss_weight"] == 0.1
+  config = run_config.make_config({"model_type": "sampling",
+                                   "sparse_loss_weight": 0.0})
+  assert config["model_kwargs"]["sparse_loss_weight"] == 0.0
+  assert "sparse_loss_weight" not in run_config.make_config(
+      {"model_type": "sact"})["model_kwargs"]
+  with pytest.raises(ValueError, match="received -0.5"):
+    run_config.make_config({"model_type": "sampling",
+                            "sparse_loss_weight": -0.5})
+  with pytest.raises(ValueError, match="received --model_type='sact'"):
+    run_config.make_config({"model_type": "sact", "sparse_loss_weight": 0.1})

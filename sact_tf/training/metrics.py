@@ -119,14 +119,23 @@ def eval_sums(model, outputs, labels, loss):
   return sums
 
 
-def object_background_sums(ponder_cost_map, object_mask):
-  """Ponder cost map sums on the object and on the background (float64)."""
-  p = tf.cast(ponder_cost_map, tf.float64)
+# The maps whose means on the object and on the background are reported.
+REGION_MAPS = ("ponder_cost_map", "sampling_density_map")
+
+
+def object_background_sums(value_map, object_mask, name="ponder_cost_map"):
+  """Sums of a map (one of `REGION_MAPS`) on the object and the background.
+
+  Returns:
+    dict of float64 scalars `<name>/object/count`, `<name>/object/sum`,
+    `<name>/background/count`, `<name>/background/sum`.
+  """
+  p = tf.cast(value_map, tf.float64)
   m = tf.cast(object_mask, tf.float64)
-  return {"object/count": tf.reduce_sum(m),
-          "object/sum": tf.reduce_sum(p * m),
-          "background/count": tf.reduce_sum(1.0 - m),
-          "background/sum": tf.reduce_sum(p * (1.0 - m))}
+  return {f"{name}/object/count": tf.reduce_sum(m),
+          f"{name}/object/sum": tf.reduce_sum(p * m),
+          f"{name}/background/count": tf.reduce_sum(1.0 - m),
+          f"{name}/background/sum": tf.reduce_sum(p * (1.0 - m))}
 
 
 def eval_results(sums, num_classes):
@@ -144,8 +153,9 @@ def eval_results(sums, num_classes):
       variance = max(sums[f"{name}/sumsq"] / count - mean**2, 0.0)
       results[_stat_name(name, "mean")] = mean
       results[_stat_name(name, "std")] = np.sqrt(variance)
-  for region in ("object", "background"):
-    if f"{region}/count" in sums:
-      results[f"eval/ponder_cost_map/{region}_mean"] = (
-          sums[f"{region}/sum"] / sums[f"{region}/count"])
+  for name in REGION_MAPS:
+    for region in ("object", "background"):
+      if f"{name}/{region}/count" in sums:
+        results[f"eval/{name}/{region}_mean"] = (
+            sums[f"{name}/{region}/sum"] / sums[f"{name}/{region}/count"])
   return {k: float(v) for k, v in results.items()}
