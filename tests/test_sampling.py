@@ -11,6 +11,7 @@ from sact_tf import sampling
 from sact_tf.layers import RbfInterpolation
 from sact_tf.layers import SamplingMask
 from sact_tf.layers import SamplingUnit
+from sact_tf.sparse import sampling_rows
 from sact_tf.training import run_config
 
 FAMILIES = ["cifar", "imagenet"]
@@ -277,3 +278,48 @@ def test_run_config_sparse_loss_weight():
                             "sparse_loss_weight": -0.5})
   with pytest.raises(ValueError, match="received --model_type='sact'"):
     run_config.make_config({"model_type": "sact", "sparse_loss_weight": 0.1})
+
+
+@pytest.fixture
+def float64():
+  keras.config.set_dtype_policy("float64")
+  yield
+  keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sparse_equals_masked_in_float64(family, float64):
+  """Outputs, FLOPs and input gradients, in a tf.function."""
+  keras.utils.set_random_seed(0)
+  depth = {"cifar": "2", "imagenet": "2_3_1_1"}[family]
+  size = {"cifar": 16, "imagenet": 48}[family]
+  dense = tiny_model(family, "sampling", depth=depth)
+  sparse = tiny_model(family, "sampling", depth=depth, execution="sparse")
+  images = tf.random.stateless_normal([2, size, size, 3], [1, 2],
+                                      dtype=tf.float64)
+  for model in (dense, sparse):
+    model.build(images.shape)
+  helpers.randomize_sampling(dense)
+  _copy_matching(dense, sparse)
+
+  def outputs_and_gradient(model):
+    with tf.GradientTape() as tape:
+      tape.watch(images)
+      out = model(images, training=False)
+      loss = tf.reduce_sum(out["logits"]**2)
+    return out, tape.gradient(loss, images)
+
+  expected, expected_gradient = outputs_and_gradient(dense)
+  density = expected["sampling_density_map"].numpy()
+  assert 0.2 < density.mean() < 0.9  # Really sparse, not all or nothing.
+  units = [u for b in sparse.blocks for u in b.units]
+  assert sum(sampling_rows.supports(u) for u in units) >= 3
+  out, gradient = tf.function(outputs_and_gradient)(sparse)
+  assert out["logits"].dtype == tf.float64
+  for key, value in expected.items():
+    if value.dtype.is_floating:
+      np.testing.assert_allclose(out[key], value, rtol=0, atol=1e-10,
+                                 err_msg=key)
+    else:
+      np.testing.assert_array_equal(out[key], value, err_msg=key)
+  np.testing.assert_allclose(gradient, expected_gradient, rtol=0, atol=1e-10)

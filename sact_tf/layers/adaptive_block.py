@@ -45,9 +45,9 @@ class AdaptiveBlock(keras.layers.Layer):
     runs dense.
   * `"sampling"`: every unit (`SamplingUnit`), each computing its
     convolutions at sampled positions and interpolating the others (Xie et
-    al., ECCV 2020; `sact_tf.sampling`). It runs masked (every position
-    computed, then mixed with its interpolation) whatever `execution` is,
-    as ACT does: only SACT has a sparse execution.
+    al., ECCV 2020; `sact_tf.sampling`). With `execution="sparse"` at
+    inference (deterministic masks) its stride-1 units compute only the
+    sampled positions (`sact_tf.sparse.sampling_rows`).
 
   Args:
     units: list of `HaltingUnit` (`SamplingUnit` for `"sampling"`), named
@@ -127,8 +127,11 @@ class AdaptiveBlock(keras.layers.Layer):
 
   def _call_sampling(self, inputs, training):
     state, flops, densities, losses = inputs, 0, [], []
+    sparse_config = (self.sparse_config if self.execution == "sparse" and
+                     not training else None)
     for unit in self.units:
-      state, unit_flops, info = unit(state, training=training)
+      state, unit_flops, info = unit(state, training=training,
+                                     sparse_config=sparse_config)
       flops += unit_flops
       densities.append(info["density"])
       losses.append(info["sparse_loss"])

@@ -6,6 +6,7 @@ import tensorflow as tf
 from sact_tf import sampling
 from sact_tf.layers.rbf_interpolation import RbfInterpolation
 from sact_tf.layers.sampling_mask import SamplingMask
+from sact_tf.sparse import sampling_rows
 
 
 def _mask_geometry(convs, index):
@@ -31,6 +32,11 @@ class SamplingUnit(keras.layers.Layer):
   the CIFAR unit's `conv2` after its biases) `RbfInterpolation`
   reconstructs the skipped positions; the shortcut is untouched. This is
   the masked (dense) computation: every position is computed, then mixed.
+  Given a `sparse_config` at inference with deterministic masks, a stride-1
+  unit computes only the sampled positions and the interpolation only
+  where it is needed (`sact_tf.sparse.sampling_rows`), with the same
+  outputs up to float rounding and the same FLOPs; strided units run
+  masked.
 
   FLOPs, per image, counted as a sparse execution computes them:
 
@@ -60,6 +66,7 @@ class SamplingUnit(keras.layers.Layer):
   Call arguments:
     inputs: float `[batch, H, W, c_in]`.
     training: bool.
+    sparse_config: `SparseConfig` or None (masked computation).
 
   Returns:
     `(outputs, flops, info)`: float `[batch, h, w, depth]`, int64
@@ -108,7 +115,7 @@ class SamplingUnit(keras.layers.Layer):
         self.masks[index].build(input_shape)
         self.interpolations[index].build(shape)
 
-  def call(self, inputs, training=None):
+  def call(self, inputs, training=None, sparse_config=None):
     unit = self.residual_unit
     preact = unit.preactivate(inputs, training)
     outputs, flops = unit.shortcut(inputs, preact, training)
@@ -118,19 +125,31 @@ class SamplingUnit(keras.layers.Layer):
       masks.append(mask)
       logits.append(mask_logits)
       flops += mask_flops
-    residual = preact
-    for index, conv in enumerate(unit.convs):
-      residual, _ = conv(residual, training=training)
-      mask = masks[min(index, 1)]
-      flops += conv.flops(tf.shape(residual), sampling.sampled(mask))
-      if index < 2:
-        residual = self.interpolations[index](residual, mask)
-    flops += self.interpolations[0].flops(masks[0], unit.convs[0].filters)
-    flops += self.interpolations[1].flops(masks[1], unit.convs[-1].filters)
-    return outputs + residual, flops, {
+    if (sparse_config is not None and not training and
+        self.evaluation == "deterministic" and
+        sampling_rows.supports(self)):
+      residual = sampling_rows.sparse_residual(self, preact, masks,
+                                               sparse_config)
+    else:
+      residual = preact
+      for index, conv in enumerate(unit.convs):
+        residual, _ = conv(residual, training=training)
+        if index < 2:
+          residual = self.interpolations[index](residual, masks[index])
+    return outputs + residual, flops + self._branch_flops(masks), {
         "mask_1": masks[0], "mask_2": masks[1],
         "sparse_loss": sampling.unit_sparse_loss(*logits),
         "density": self._density(masks)}
+
+  def _branch_flops(self, masks):
+    """FLOPs of the convolutions and interpolations (see the class)."""
+    convs = self.residual_unit.convs
+    flops = 0
+    for index, conv in enumerate(convs):
+      mask = sampling.sampled(masks[min(index, 1)])
+      flops += conv.flops(tf.shape(mask), mask)
+    flops += self.interpolations[0].flops(masks[0], convs[0].filters)
+    return flops + self.interpolations[1].flops(masks[1], convs[-1].filters)
 
   def _density(self, masks):
     """`[batch, h, w]`: mean sampled fraction of both masks, output grid."""
