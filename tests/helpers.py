@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sact_tf import models
@@ -63,6 +64,25 @@ def randomize_halting(model, seed=0, scale=1.0, bias=0.0):
                                         global_term=True)
 
 
+def randomize_sampling(model, seed=0):
+  """Every sampling mask kernel drawn from `N(0, 1 / fan_in)`, bias 0.
+
+  So that the masks vary across images and positions, about half sampled.
+  Builds the model first if needed.
+  """
+  if not model.built:
+    model.build((None, None, None, 3))
+  rng = np.random.default_rng(seed)
+  for v in model.variables:
+    if "/mask_" not in v.path or "/conv/" not in v.path:
+      continue
+    if v.path.endswith("/weights"):
+      std = 1 / np.sqrt(int(np.prod(v.shape[:-1])))
+      v.assign(rng.normal(0, std, v.shape).astype(v.dtype))
+    else:
+      v.assign(np.zeros(v.shape, v.dtype))
+
+
 def run_tool(tool, args, timeout=300, **env):
   """Runs `tools/<tool>` with `args` as a user would.
 
@@ -111,7 +131,10 @@ def write_run(directory, family="imagenet", model_type="sact", depth=None,
   keras.utils.set_random_seed(0)
   model = run_config.build_model(config)
   model.build((None, None, None, 3))
-  randomize_halting(model)
+  if model_type == "sampling":
+    randomize_sampling(model)
+  else:
+    randomize_halting(model)
   checkpoint = checkpoint_io.make_checkpoint(
       model, global_step=tf.Variable(1, dtype=tf.int64))
   tf.train.CheckpointManager(checkpoint, str(directory), 1,

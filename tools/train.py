@@ -68,7 +68,8 @@ flags.DEFINE_string("eval_split_name", None,
 flags.DEFINE_integer("image_size", None,
                      "Input resolution. Default: the dataset's (32, 224).")
 flags.DEFINE_string("model_type", None,
-                    "vanilla (default), act, act_early_stopping or sact.")
+                    "vanilla (default), act, act_early_stopping, sact or "
+                    "sampling (Xie et al.'s feature sampling).")
 flags.DEFINE_string("model", None,
                     "Residual units per block: '5' (ResNet-32; default for "
                     "CIFAR), '18' (ResNet-110), '101' (default for ImageNet), "
@@ -84,6 +85,9 @@ flags.DEFINE_float("stochastic_depth", None,
                    "Stochastic depth (vanilla): p_L, the survival "
                    "probability of the last residual unit, in (0, 1] "
                    "(Huang et al.: 0.5). Default: 1, none.")
+flags.DEFINE_float("sparse_loss_weight", None,
+                   "Sparse loss weight (--model_type=sampling only). "
+                   "Default: 0.1 (the reference sweeps 0.02-0.2).")
 flags.DEFINE_string("execution", None,
                     "SACT execution: dense (default, as the original) or "
                     "sparse.")

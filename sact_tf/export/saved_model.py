@@ -34,6 +34,7 @@ IMAGES = "images"
 IMAGE_BYTES = "image_bytes"
 TOP_K = 5
 PONDER_COST_SUFFIX = "_ponder_cost"
+SAMPLING_DENSITY_SUFFIX = "_sampling_density"
 # 50 megapixels: phone photos fit; decoding one takes 150 MB as uint8 and
 # 600 MB as float32.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -63,6 +64,9 @@ def serving_outputs(model, images):
       evaluation averages).
     * SACT: `ponder_cost_map`, float32 `[batch, H, W, 1]`, the ponder cost
       of every block summed at the input resolution.
+    * Sampling: `<block>_sampling_density`, float32 `[batch]`, the block's
+      sampled fraction averaged over its positions, and
+      `sampling_density_map`, float32 `[batch, H, W, 1]`.
   """
   end_points = model(images, training=False)
   probabilities = end_points["predictions"]
@@ -73,7 +77,12 @@ def serving_outputs(model, images):
                                min(TOP_K, model.num_classes)).indices,
       "flops": end_points["flops"],
   }
-  if model.model_type != "vanilla":
+  if model.model_type == "sampling":
+    for block in model.blocks:
+      outputs[block.name + SAMPLING_DENSITY_SUFFIX] = tf.reduce_mean(
+          end_points[f"{block.name}/sampling_density"], [1, 2])
+    outputs["sampling_density_map"] = end_points["sampling_density_map"]
+  elif model.model_type != "vanilla":
     for block in model.blocks:
       cost = end_points[f"{block.name}/ponder_cost"]
       if model.model_type == "sact":

@@ -7,7 +7,9 @@ from sact_tf import act
 from sact_tf.sparse import block as sparse_block
 from sact_tf.sparse.sparse_config import SparseConfig
 
-MODEL_TYPES = ("vanilla", "act", "act_early_stopping", "sact")
+MODEL_TYPES = ("vanilla", "act", "act_early_stopping", "sact", "sampling")
+# The model types that halt (have halting heads and a ponder cost).
+HALTING_TYPES = ("act", "act_early_stopping", "sact")
 EXECUTIONS = ("dense", "sparse")
 
 
@@ -49,10 +51,16 @@ class AdaptiveBlock(keras.layers.Layer):
     computed (`sact_tf.sparse.block`), with the same outputs up to float
     rounding. Training (batch norm on batch statistics of the whole map)
     runs dense.
+  * `"sampling"`: every unit (`SamplingUnit`), each computing its
+    convolutions at sampled positions and interpolating the others (Xie et
+    al., ECCV 2020; `sact_tf.sampling`). With `execution="sparse"` at
+    inference (deterministic masks) its stride-1 units compute only the
+    sampled positions (`sact_tf.sparse.sampling_rows`).
 
   Args:
-    units: list of `HaltingUnit`, named `unit_1..unit_L`; all but the last
-      carry a halting head unless `model_type` is `"vanilla"`.
+    units: list of `HaltingUnit` (`SamplingUnit` for `"sampling"`), named
+      `unit_1..unit_L`; all but the last carry a halting head if
+      `model_type` is one of `HALTING_TYPES`.
     model_type: str. One of `MODEL_TYPES`. Defaults to `"vanilla"`.
     eps: float. Halting threshold `1 - eps`. Defaults to 0.01.
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
@@ -75,7 +83,10 @@ class AdaptiveBlock(keras.layers.Layer):
     dict with `outputs` (float32 `[batch, h, w, c]`) and `flops` (int64
     `[batch]`); for ACT/SACT also `ponder_cost` (float32), `num_units`
     (int32) — `[batch]` for ACT, `[batch, h, w]` for SACT — and
-    `halting_distribution` (float32, `[..., L]`).
+    `halting_distribution` (float32, `[..., L]`); for sampling
+    `sampling_density` (float32 `[batch, h, w]`, the mean over units of
+    `SamplingUnit`'s `density`) and `sparse_loss` (float32 `[batch]`, the
+    sum over units of their sparse loss).
   """
 
   def __init__(self, units, model_type="vanilla", eps=act.DEFAULT_EPS,
@@ -87,7 +98,7 @@ class AdaptiveBlock(keras.layers.Layer):
     if not units:
       raise ValueError(f"a block needs at least one unit, received units={units!r}")
     heads = [unit.halting_head is not None for unit in units]
-    expected = [model_type != "vanilla"] * (len(units) - 1) + [False]
+    expected = [model_type in HALTING_TYPES] * (len(units) - 1) + [False]
     if heads != expected:
       raise ValueError(
           f"a {model_type!r} block needs halting heads on units {expected}, "
@@ -159,6 +170,8 @@ class AdaptiveBlock(keras.layers.Layer):
         state, unit_flops = self._run_vanilla_unit(index, state, training)
         flops += unit_flops
       return {"outputs": state, "flops": flops}
+    if self.model_type == "sampling":
+      return self._call_sampling(inputs, training)
 
     if (self.model_type == "sact" and self.execution == "sparse" and
         not training):
@@ -200,6 +213,19 @@ class AdaptiveBlock(keras.layers.Layer):
     _, residual, flops = unit.residual_unit.call_with_residual(
         state, training=training)
     return state + tf.cast(survival, residual.dtype) * residual, flops
+  def _call_sampling(self, inputs, training):
+    state, flops, densities, losses = inputs, 0, [], []
+    sparse_config = (self.sparse_config if self.execution == "sparse" and
+                     not training else None)
+    for unit in self.units:
+      state, unit_flops, info = unit(state, training=training,
+                                     sparse_config=sparse_config)
+      flops += unit_flops
+      densities.append(info["density"])
+      losses.append(info["sparse_loss"])
+    return {"outputs": state, "flops": flops,
+            "sampling_density": tf.add_n(densities) / len(densities),
+            "sparse_loss": tf.add_n(losses)}
 
   def _run_unit(self, training):
     """The unit callable of the `act` functions."""

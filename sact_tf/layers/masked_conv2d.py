@@ -55,6 +55,9 @@ class MaskedConv2D(keras.layers.Layer):
       no biases. Ignored (no biases) with `batch_norm`. Defaults to 0.
     weight_decay: float. L2 weight decay of the kernel, as TF-Slim's
       `l2_regularizer(weight_decay)`. Defaults to 0.
+    kernel_initializer: float or None. A constant initial value of every
+      kernel weight (the sampling masks start at 0), or None for TF-Slim's
+      He initialisation (`conv_initializer`). Defaults to None.
 
   Call arguments:
     inputs: float32 `[batch, H, W, c_in]`.
@@ -67,7 +70,8 @@ class MaskedConv2D(keras.layers.Layer):
 
   def __init__(self, filters, kernel_size, strides=1, padding="same",
                batch_norm=None, batch_norm_activation=None, activation=None,
-               bias_initializer=0.0, weight_decay=0.0, **kwargs):
+               bias_initializer=0.0, weight_decay=0.0, kernel_initializer=None,
+               **kwargs):
     super().__init__(**kwargs)
     if isinstance(kernel_size, int):
       kernel_size = (kernel_size, kernel_size)
@@ -95,6 +99,7 @@ class MaskedConv2D(keras.layers.Layer):
     self.activation = activation
     self.bias_initializer = bias_initializer
     self.weight_decay = weight_decay
+    self.kernel_initializer = kernel_initializer
     self.activation_fn = activations.get(activation)
     self.batch_norm_activation_fn = activations.get(batch_norm_activation)
     self.normalizer = (normalization.batch_norm("BatchNorm", self.batch_norm)
@@ -106,7 +111,9 @@ class MaskedConv2D(keras.layers.Layer):
     self.kernel = self.add_weight(
         name="weights",
         shape=self.kernel_size + (self.in_channels, self.filters),
-        initializer=conv_initializer(),
+        initializer=(conv_initializer() if self.kernel_initializer is None
+                     else keras.initializers.Constant(
+                         self.kernel_initializer)),
         regularizer=l2_regularizer(self.weight_decay))
     if self.use_bias:
       self.bias = self.add_weight(
@@ -159,5 +166,6 @@ class MaskedConv2D(keras.layers.Layer):
         batch_norm=self.batch_norm,
         batch_norm_activation=self.batch_norm_activation,
         activation=self.activation, bias_initializer=self.bias_initializer,
-        weight_decay=self.weight_decay)
+        weight_decay=self.weight_decay,
+        kernel_initializer=self.kernel_initializer)
     return config

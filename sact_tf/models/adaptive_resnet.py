@@ -4,11 +4,15 @@ import keras
 import tensorflow as tf
 
 from sact_tf import act
+from sact_tf import sampling
+from sact_tf.layers.adaptive_block import HALTING_TYPES
 from sact_tf.layers.adaptive_block import AdaptiveBlock
 from sact_tf.layers.adaptive_block import check_execution
 from sact_tf.layers.adaptive_block import check_model_type
 from sact_tf.layers.global_halting_head import GlobalHaltingHead
 from sact_tf.layers.halting_unit import HaltingUnit
+from sact_tf.layers.sampling_mask import EVALUATIONS
+from sact_tf.layers.sampling_unit import SamplingUnit
 from sact_tf.layers.spatial_halting_head import SpatialHaltingHead
 from sact_tf.models import stochastic_depth as stochastic_depth_lib
 from sact_tf.sparse.sparse_config import SparseConfig
@@ -83,7 +87,8 @@ class AdaptiveResNet(keras.Model):
     model: str, int or list of ints. Depth as in the original (see
       `sact_tf.models.depths`).
     num_classes: int. Number of logits.
-    model_type: str. `"vanilla" | "act" | "act_early_stopping" | "sact"`.
+    model_type: str. `"vanilla" | "act" | "act_early_stopping" | "sact" |
+      "sampling"`.
     base_channels: int. Width of the first block.
     tau: float or None. Ponder cost weight: when set (and the model is not
       vanilla), `tau * sum over blocks of the mean ponder cost` (eq. (8) of
@@ -105,6 +110,15 @@ class AdaptiveResNet(keras.Model):
       `sact_tf.inference.optimize` builds: every batch norm after a
       convolution folded into its kernel and biases, the others
       `ChannelAffine` multiply-adds (see the unit and head classes).
+    sparse_loss_weight: float >= 0 or None. Sampling: when set, this
+      weight times the sparse loss averaged over every unit of the network
+      (`0.25 mean(sigmoid(m1)) + 0.75 mean(sigmoid(m2))` per unit, Xie et
+      al. eq. (6)) is added to the model losses.
+    grid_stride: int >= 1. Sampling: every `grid_stride`-th row and column
+      is always sampled (`sact_tf.sampling.DEFAULT_GRID_STRIDE`).
+    sampling_evaluation: str. Sampling: `"deterministic"`
+      (`sigmoid(logit) >= 0.5`) or `"noisy"` (the reference's Gumbel sample
+      at temperature 0.03) masks at inference.
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -115,7 +129,11 @@ class AdaptiveResNet(keras.Model):
     `predictions` (softmax), `flops` int64 `[batch]`; per block `<block>/flops`,
     `<block>/outputs` and (ACT/SACT) `<block>/ponder_cost`,
     `<block>/num_units`, `<block>/halting_distribution`; SACT also
-    `ponder_cost_map` and `num_units_map` (`[batch, H, W, 1]`).
+    `ponder_cost_map` and `num_units_map` (`[batch, H, W, 1]`); sampling
+    `<block>/sampling_density` (`[batch, h, w]`, the block's mean sampled
+    fraction), `<block>/sparse_loss` (`[batch]`) and
+    `sampling_density_map` (`[batch, H, W, 1]`, the blocks' densities
+    upsampled to the input size and averaged, in `[0, 1]`).
   """
 
   unit_class = None
@@ -124,7 +142,9 @@ class AdaptiveResNet(keras.Model):
   def __init__(self, model, num_classes, model_type, base_channels, tau,
                eps, weight_decay, execution, sparse_config, batch_norm,
                stochastic_depth=1.0, unit_order=None, folded_batch_norm=False,
-               **kwargs):
+               sparse_loss_weight=None,
+               grid_stride=sampling.DEFAULT_GRID_STRIDE,
+               sampling_evaluation="deterministic", **kwargs):
     super().__init__(**kwargs)
     stochastic_depth = stochastic_depth_lib.check_survival(stochastic_depth)
     check_model_type(model_type)
@@ -137,6 +157,13 @@ class AdaptiveResNet(keras.Model):
                        f"base_channels={base_channels!r}")
     if tau is not None and not tau >= 0:
       raise ValueError(f"tau must be >= 0, received tau={tau!r}")
+    if sparse_loss_weight is not None and not sparse_loss_weight >= 0:
+      raise ValueError(f"sparse_loss_weight must be >= 0, received "
+                       f"sparse_loss_weight={sparse_loss_weight!r}")
+    sampling.check_grid_stride(grid_stride)
+    if sampling_evaluation not in EVALUATIONS:
+      raise ValueError(f"sampling_evaluation must be one of {EVALUATIONS}, "
+                       f"received sampling_evaluation={sampling_evaluation!r}")
     if not 0 <= eps < 1:
       raise ValueError(f"eps must be in [0, 1), received eps={eps!r}")
     if not weight_decay >= 0:
@@ -164,6 +191,9 @@ class AdaptiveResNet(keras.Model):
     survival = stochastic_depth_lib.survival_probabilities(
         [len(unit_args) for _, unit_args in specs], stochastic_depth)
     self.folded_batch_norm = bool(folded_batch_norm)
+    self.sparse_loss_weight = sparse_loss_weight
+    self.grid_stride = grid_stride
+    self.sampling_evaluation = sampling_evaluation
     self.blocks = [
         self._make_block(name, unit_args, p, unit_order.get(name))
         for (name, unit_args), p in zip(specs, survival)]
@@ -172,7 +202,7 @@ class AdaptiveResNet(keras.Model):
     units = []
     for index, args in enumerate(unit_args):
       head = None
-      if self.model_type != "vanilla" and index < len(unit_args) - 1:
+      if self.model_type in HALTING_TYPES and index < len(unit_args) - 1:
         head_class = (SpatialHaltingHead if self.model_type == "sact"
                       else GlobalHaltingHead)
         head = head_class(activation=self.halting_activation,
@@ -182,7 +212,13 @@ class AdaptiveResNet(keras.Model):
       residual_unit = self.unit_class(
           **args, batch_norm=self._batch_norm, weight_decay=self.weight_decay,
           folded_batch_norm=self.folded_batch_norm)
-      units.append(HaltingUnit(residual_unit, head, name=f"unit_{index + 1}"))
+      if self.model_type == "sampling":
+        units.append(SamplingUnit(
+            residual_unit, self.grid_stride, self.sampling_evaluation,
+            self.weight_decay, name=f"unit_{index + 1}"))
+      else:
+        units.append(HaltingUnit(residual_unit, head,
+                                 name=f"unit_{index + 1}"))
     return AdaptiveBlock(
         units, self.model_type, self.eps, self.execution, self.sparse_config,
         survival_probabilities=(
@@ -244,18 +280,31 @@ class AdaptiveResNet(keras.Model):
     outputs["logits"] = logits
     outputs["predictions"] = tf.nn.softmax(logits)
     outputs["flops"] = flops + head_flops
-    if self.model_type != "vanilla":
+    size = tf.shape(images)[1:3]
+    if self.model_type == "sampling":
+      self._sampling_outputs(outputs, size)
+    if self.model_type in HALTING_TYPES:
       ponder_costs = [outputs[f"{b.name}/ponder_cost"] for b in self.blocks]
       if self.tau is not None:
         self.add_loss(self.tau * tf.add_n(
             [tf.reduce_mean(p) for p in ponder_costs]))
     if self.model_type == "sact":
-      size = tf.shape(images)[1:3]
       dtype = ponder_costs[0].dtype
       outputs["ponder_cost_map"] = sact_map(ponder_costs, size, dtype)
       outputs["num_units_map"] = sact_map(
           [outputs[f"{b.name}/num_units"] for b in self.blocks], size, dtype)
     return outputs
+
+  def _sampling_outputs(self, outputs, size):
+    """Adds `sampling_density_map` and the sparse loss (if weighted)."""
+    densities = [outputs[f"{b.name}/sampling_density"] for b in self.blocks]
+    outputs["sampling_density_map"] = sact_map(
+        densities, size, densities[0].dtype) / len(densities)
+    if self.sparse_loss_weight is not None:
+      num_units = sum(len(b.units) for b in self.blocks)
+      self.add_loss(self.sparse_loss_weight * tf.add_n(
+          [tf.reduce_mean(outputs[f"{b.name}/sparse_loss"])
+           for b in self.blocks]) / num_units)
 
   def get_config(self):
     return {
@@ -268,4 +317,7 @@ class AdaptiveResNet(keras.Model):
         "stochastic_depth": self.stochastic_depth,
         "unit_order": self.unit_order,
         "folded_batch_norm": self.folded_batch_norm,
+        "sparse_loss_weight": self.sparse_loss_weight,
+        "grid_stride": self.grid_stride,
+        "sampling_evaluation": self.sampling_evaluation,
     }

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from sact_tf import act
+from sact_tf import sampling
 from sact_tf.layers import activations
 from sact_tf.layers import normalization
 from sact_tf.layers.basic_residual_unit import BasicResidualUnit
@@ -45,6 +46,11 @@ class CifarResNet(AdaptiveResNet):
       only; see `sact_tf.models.lesion`). Defaults to None.
     folded_batch_norm: bool. The inference form (see `AdaptiveResNet`).
       Defaults to False.
+    sparse_loss_weight: float >= 0 or None. Sampling loss weight. Defaults
+      to None (no sparse loss).
+    grid_stride: int >= 1. Sampling grid prior stride. Defaults to 4.
+    sampling_evaluation: str. `"deterministic"` or `"noisy"`. Defaults to
+      `"deterministic"`.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -56,13 +62,19 @@ class CifarResNet(AdaptiveResNet):
                base_channels=16, tau=None, eps=act.DEFAULT_EPS,
                weight_decay=WEIGHT_DECAY, execution="dense",
                sparse_config=None, stochastic_depth=1.0, unit_order=None,
-               folded_batch_norm=False, **kwargs):
+               folded_batch_norm=False, sparse_loss_weight=None,
+               grid_stride=sampling.DEFAULT_GRID_STRIDE,
+               sampling_evaluation="deterministic", **kwargs):
     kwargs.setdefault("name", "resnet_residual")
     self._units = depths.cifar_units(model)
     super().__init__(model, num_classes, model_type, base_channels, tau, eps,
                      weight_decay, execution, sparse_config,
-                     normalization.CIFAR_BATCH_NORM, stochastic_depth,
-                     unit_order, folded_batch_norm=folded_batch_norm,
+                     normalization.CIFAR_BATCH_NORM,
+                     stochastic_depth=stochastic_depth, unit_order=unit_order,
+                     folded_batch_norm=folded_batch_norm,
+                     sparse_loss_weight=sparse_loss_weight,
+                     grid_stride=grid_stride,
+                     sampling_evaluation=sampling_evaluation,
                      **kwargs)
     self.root_conv = MaskedConv2D(self.base_channels, 3,
                                   weight_decay=weight_decay, name="Conv")

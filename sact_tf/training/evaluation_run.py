@@ -43,14 +43,14 @@ class EvaluationRun:
     checkpoint_dir: str, see `checkpoint_io.restore_model`.
     eval_dir: str, where results go: `metrics.json` (the latest),
       `metrics-<step>.json`, TensorBoard summaries and, for SACT,
-      `ponder_maps.png` (see `picture_fn`).
+      `ponder_maps.png` (sampling: `sampling_maps.png`; see `picture_fn`).
     strategy: `tf.distribute.Strategy`.
     split_name, num_examples, batch_size, dataset_dir: override the run's
       data (None: the run's evaluation split, every example, the run's
       batch size, the run's data).
     use_ema, execution: see `restore_model`.
     picture_fn: callable `(examples dict, path)` drawing the SACT ponder
-      cost maps of the first examples, or None.
+      cost maps (or sampling density maps) of the first examples, or None.
   """
 
   def __init__(self, checkpoint_dir, eval_dir, strategy, split_name=None,
@@ -113,6 +113,10 @@ class EvaluationRun:
         path = os.path.join(self.eval_dir, "ponder_maps.png")
         self.picture_fn(examples, path)
         self.log(f"Wrote {path}")
+    elif "sampling_density_map" in examples and self.picture_fn:
+      path = os.path.join(self.eval_dir, "sampling_maps.png")
+      self.picture_fn(examples, path)
+      self.log(f"Wrote {path}")
     summaries.write(self.writer, step, results, images)
     return results
 

@@ -30,11 +30,13 @@ class Evaluator(orbit.StandardEvaluator):
   Flops/mean`, `Total Flops/std`, per block `<block>/flops_mean`,
   `<block>/flops_std` and for ACT / SACT `<block>/ponder_cost_mean`,
   `<block>/ponder_cost_std`, `<block>/num_units_mean`,
-  `<block>/num_units_std`; with object masks and SACT,
-  `eval/ponder_cost_map/object_mean` and `.../background_mean`; and
-  `eval/num_examples`. `examples` then holds numpy arrays of the first
-  `NUM_EXAMPLES` examples: `images`, and for SACT `ponder_cost_map` and
-  `num_units_map`.
+  `<block>/num_units_std`; for sampling `<block>/sampling_density_mean`
+  and `_std`; with object masks and SACT,
+  `eval/ponder_cost_map/object_mean` and `.../background_mean` (sampling:
+  `eval/sampling_density_map/...`); and `eval/num_examples`. `examples`
+  then holds numpy arrays of the first `NUM_EXAMPLES` examples: `images`,
+  and for SACT `ponder_cost_map` and `num_units_map` (sampling:
+  `sampling_density_map`).
   """
 
   NUM_EXAMPLES = 8
@@ -56,11 +58,13 @@ class Evaluator(orbit.StandardEvaluator):
       loss = (metrics.cross_entropy(batch["labels"], outputs["logits"]) +
               tf.add_n(self.model.losses))
       sums = metrics.eval_sums(self.model, outputs, batch["labels"], loss)
-      if "object_mask" in batch and "ponder_cost_map" in outputs:
-        sums.update(metrics.object_background_sums(
-            outputs["ponder_cost_map"], batch["object_mask"]))
+      for name in metrics.REGION_MAPS:
+        if "object_mask" in batch and name in outputs:
+          sums.update(metrics.object_background_sums(
+              outputs[name], batch["object_mask"], name))
       examples = {k: outputs[k][:self.NUM_EXAMPLES]
-                  for k in ("ponder_cost_map", "num_units_map") if k in outputs}
+                  for k in ("ponder_cost_map", "num_units_map",
+                            "sampling_density_map") if k in outputs}
       examples["images"] = batch["images"][:self.NUM_EXAMPLES]
       return sums, examples
 

@@ -1,4 +1,5 @@
-"""The evaluation's picture of SACT ponder cost maps (matplotlib)."""
+"""The evaluation's picture of SACT ponder cost maps or sampling density
+maps (matplotlib)."""
 
 import matplotlib
 
@@ -25,16 +26,19 @@ def draw_ponder_maps(examples, path, max_columns=8):
   Top row: the model inputs (min-max normalized); bottom row: the ponder
   cost maps (summed over blocks, at the input resolution) in viridis, on
   one colour scale for all examples, with a colour bar; each map's title
-  is its mean ponder cost. Written atomically.
+  is its mean ponder cost. Written atomically. For the sampling family
+  (no `ponder_cost_map`) the sampling density maps instead.
 
   Args:
     examples: dict with `images` float `[n, H, W, 3]` and
-      `ponder_cost_map` float `[n, H, W, 1]`.
+      `ponder_cost_map` (or `sampling_density_map`) float `[n, H, W, 1]`.
     path: str, the PNG file (replaced if it exists).
     max_columns: int, the most examples drawn. Defaults to 8.
   """
   images = np.asarray(examples["images"])[:max_columns]
-  maps = np.asarray(examples["ponder_cost_map"])[:max_columns, ..., 0]
+  key = ("ponder_cost_map" if "ponder_cost_map" in examples
+         else "sampling_density_map")
+  maps = np.asarray(examples[key])[:max_columns, ..., 0]
   n = len(images)
   if n == 0:
     raise ValueError("draw_ponder_maps received no examples")
@@ -48,7 +52,7 @@ def draw_ponder_maps(examples, path, max_columns=8):
     for ax in axes[:, i]:
       ax.axis("off")
   fig.colorbar(shown, ax=axes[1, :].tolist(), fraction=0.05,
-               label="ponder cost")
+               label=key[:-len("_map")].replace("_", " "))
   axes[0, 0].set_title("input", fontsize=9, loc="left")
   with files.atomic_output(path, overwrite=True) as tmp:
     fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")

@@ -5,12 +5,15 @@ The original's names (`summary_utils.act_metric_map`, `flops_metric_map`):
 `<block>/num_units_mean`, `<block>/num_units_std`, `<block>/num_units_max`
 (training), `<block>/flops_mean`, `<block>/flops_std`, `Total Flops/mean`,
 `Total Flops/std`, `eval/Accuracy`, `eval/Recall@5`, `eval/Mean Loss`.
-Moments are over every element: images for ACT, positions for SACT.
+Moments are over every element: images for ACT, positions for SACT and
+for the sampling family's `<block>/sampling_density`.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from sact_tf.layers.adaptive_block import HALTING_TYPES
 
 TOP_K = 5
 
@@ -20,7 +23,8 @@ def block_names(model):
 
 
 def is_adaptive(model):
-  return model.model_type != "vanilla"
+  """Whether the model halts (has ponder costs)."""
+  return model.model_type in HALTING_TYPES
 
 
 def cross_entropy(labels, logits, label_smoothing=0.0):
@@ -44,6 +48,8 @@ def _moment_sources(model):
   for block in block_names(model):
     keys = ["flops"] + (["ponder_cost", "num_units"] if is_adaptive(model)
                         else [])
+    if model.model_type == "sampling":
+      keys.append("sampling_density")
     sources.update({f"{block}/{k}": f"{block}/{k}" for k in keys})
   return sources
 
@@ -113,14 +119,23 @@ def eval_sums(model, outputs, labels, loss):
   return sums
 
 
-def object_background_sums(ponder_cost_map, object_mask):
-  """Ponder cost map sums on the object and on the background (float64)."""
-  p = tf.cast(ponder_cost_map, tf.float64)
+# The maps whose means on the object and on the background are reported.
+REGION_MAPS = ("ponder_cost_map", "sampling_density_map")
+
+
+def object_background_sums(value_map, object_mask, name="ponder_cost_map"):
+  """Sums of a map (one of `REGION_MAPS`) on the object and the background.
+
+  Returns:
+    dict of float64 scalars `<name>/object/count`, `<name>/object/sum`,
+    `<name>/background/count`, `<name>/background/sum`.
+  """
+  p = tf.cast(value_map, tf.float64)
   m = tf.cast(object_mask, tf.float64)
-  return {"object/count": tf.reduce_sum(m),
-          "object/sum": tf.reduce_sum(p * m),
-          "background/count": tf.reduce_sum(1.0 - m),
-          "background/sum": tf.reduce_sum(p * (1.0 - m))}
+  return {f"{name}/object/count": tf.reduce_sum(m),
+          f"{name}/object/sum": tf.reduce_sum(p * m),
+          f"{name}/background/count": tf.reduce_sum(1.0 - m),
+          f"{name}/background/sum": tf.reduce_sum(p * (1.0 - m))}
 
 
 def eval_results(sums, num_classes):
@@ -138,8 +153,9 @@ def eval_results(sums, num_classes):
       variance = max(sums[f"{name}/sumsq"] / count - mean**2, 0.0)
       results[_stat_name(name, "mean")] = mean
       results[_stat_name(name, "std")] = np.sqrt(variance)
-  for region in ("object", "background"):
-    if f"{region}/count" in sums:
-      results[f"eval/ponder_cost_map/{region}_mean"] = (
-          sums[f"{region}/sum"] / sums[f"{region}/count"])
+  for name in REGION_MAPS:
+    for region in ("object", "background"):
+      if f"{name}/{region}/count" in sums:
+        results[f"eval/{name}/{region}_mean"] = (
+            sums[f"{name}/{region}/sum"] / sums[f"{name}/{region}/count"])
   return {k: float(v) for k, v in results.items()}

@@ -7,8 +7,9 @@ tools need no other flag. Keys:
 * `family`: `"cifar"` or `"imagenet"` (which builder and preprocessing).
 * `model_kwargs`: keyword arguments of `models.cifar_resnet` /
   `models.imagenet_resnet`: `model`, `num_classes`, `model_type`,
-  `base_channels`, `tau`, `eps`, `weight_decay`, `execution`, and
-  `stochastic_depth` when below 1 (so runs without it keep their config).
+  `base_channels`, `tau`, `eps`, `weight_decay`, `execution`,
+  `stochastic_depth` when below 1 (so runs without it keep their config),
+  and for `model_type="sampling"` `sparse_loss_weight`.
 * `dataset`, `dataset_dir`, `tfds_data_dir`, `image_size`, `train_split`,
   `eval_split`: the data (see `sact_tf.data.datasets`).
 * `eval_use_ema`: bool, evaluate the exponential moving averages of the
@@ -118,8 +119,10 @@ COMMON_DEFAULTS = {
     "eps": act.DEFAULT_EPS, "execution": "dense",
     "learning_rate_decay_factor": 0.1, "momentum": 0.9,
     "finetune_path": None, "strategy": "default", "seed": None,
-    "config": None, "stochastic_depth": 1.0,
+    "config": None, "stochastic_depth": 1.0, "sparse_loss_weight": None,
 }
+# The sampling family's sparse loss weight when none is given.
+DEFAULT_SPARSE_LOSS_WEIGHT = 0.1
 SETTINGS = sorted(set(COMMON_DEFAULTS) | set(FAMILY_DEFAULTS["cifar"]))
 _MODEL_KEYS = ("model", "model_type", "base_channels", "tau", "eps",
                "weight_decay", "execution")
@@ -167,6 +170,13 @@ def make_config(settings):
   if not 0 <= config["moving_average_decay"] < 1:
     raise ValueError(f"--moving_average_decay must be in [0, 1), received "
                      f"{config['moving_average_decay']!r}")
+  sampling_run = config["model_type"] == "sampling"
+  if config["sparse_loss_weight"] is not None and not sampling_run:
+    raise ValueError(f"--sparse_loss_weight applies to --model_type=sampling, "
+                     f"received --model_type={config['model_type']!r}")
+  weight = config.pop("sparse_loss_weight")
+  if weight is not None and weight < 0:
+    raise ValueError(f"--sparse_loss_weight must be >= 0, received {weight!r}")
   if config["tau"] < 0:
     raise ValueError(f"--tau must be >= 0, received {config['tau']!r}")
   finetune = config["finetune_path"]
@@ -178,6 +188,9 @@ def make_config(settings):
   stochastic_depth = config.pop("stochastic_depth")
   if stochastic_depth != 1:
     kwargs["stochastic_depth"] = stochastic_depth
+  if sampling_run:
+    kwargs["sparse_loss_weight"] = (
+        DEFAULT_SPARSE_LOSS_WEIGHT if weight is None else weight)
   config.update(family=family,
                 eval_use_ema=config["moving_average_decay"] > 0,
                 model_kwargs=kwargs)
