@@ -94,6 +94,9 @@ class AdaptiveResNet(keras.Model):
     sparse_config: `sact_tf.sparse.SparseConfig`, its `to_dict()` dict, or
       None for the defaults: the kernels (`"auto"`: XLA where a GPU is
       visible, TensorFlow's on CPU) and thresholds of sparse execution.
+    include_head: bool. False leaves out the classification head (its
+      layers, `logits`, `predictions` and its FLOPs): the network as a
+      feature extractor, e.g. a detection backbone. Defaults to True.
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -104,7 +107,8 @@ class AdaptiveResNet(keras.Model):
     `predictions` (softmax), `flops` int64 `[batch]`; per block `<block>/flops`,
     `<block>/outputs` and (ACT/SACT) `<block>/ponder_cost`,
     `<block>/num_units`, `<block>/halting_distribution`; SACT also
-    `ponder_cost_map` and `num_units_map` (`[batch, H, W, 1]`).
+    `ponder_cost_map` and `num_units_map` (`[batch, H, W, 1]`). Without
+    the head, `flops` counts the root and the blocks only.
   """
 
   unit_class = None
@@ -112,7 +116,7 @@ class AdaptiveResNet(keras.Model):
 
   def __init__(self, model, num_classes, model_type, base_channels, tau,
                eps, weight_decay, execution, sparse_config, batch_norm,
-               **kwargs):
+               include_head=True, **kwargs):
     super().__init__(**kwargs)
     check_model_type(model_type)
     check_execution(execution)
@@ -138,6 +142,7 @@ class AdaptiveResNet(keras.Model):
     self.weight_decay = weight_decay
     self.execution = execution
     self.sparse_config = SparseConfig.create(sparse_config)
+    self.include_head = bool(include_head)
     self._batch_norm = batch_norm
     self.blocks = [
         self._make_block(name, unit_args) for name, unit_args in
@@ -192,7 +197,8 @@ class AdaptiveResNet(keras.Model):
       block.build(shape)
       for unit in block.units:
         shape = unit.residual_unit.compute_output_shape(shape)[0]
-    self._build_head(shape)
+    if self.include_head:
+      self._build_head(shape)
 
   def call(self, images, training=None):
     self._check_images_shape(images.shape)
@@ -206,12 +212,14 @@ class AdaptiveResNet(keras.Model):
       for key, value in result.items():
         outputs[f"{block.name}/{key}"] = value
       flops += result["flops"]
-    logits, head_flops = self._head(features, training)
-    # Under mixed precision the outputs stay float32, as Keras advises.
-    logits = tf.cast(logits, act.halting_dtype(logits.dtype))
-    outputs["logits"] = logits
-    outputs["predictions"] = tf.nn.softmax(logits)
-    outputs["flops"] = flops + head_flops
+    outputs["flops"] = flops
+    if self.include_head:
+      logits, head_flops = self._head(features, training)
+      # Under mixed precision the outputs stay float32, as Keras advises.
+      logits = tf.cast(logits, act.halting_dtype(logits.dtype))
+      outputs["logits"] = logits
+      outputs["predictions"] = tf.nn.softmax(logits)
+      outputs["flops"] += head_flops
     if self.model_type != "vanilla":
       ponder_costs = [outputs[f"{b.name}/ponder_cost"] for b in self.blocks]
       if self.tau is not None:
@@ -233,4 +241,5 @@ class AdaptiveResNet(keras.Model):
         "eps": self.eps, "weight_decay": self.weight_decay,
         "execution": self.execution,
         "sparse_config": self.sparse_config.to_dict(),
+        "include_head": self.include_head,
     }

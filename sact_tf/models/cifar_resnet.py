@@ -39,6 +39,8 @@ class CifarResNet(AdaptiveResNet):
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
       None (the measured defaults).
+    include_head: bool. False: a feature extractor without the
+      classification head. Defaults to True.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -58,9 +60,11 @@ class CifarResNet(AdaptiveResNet):
                      **kwargs)
     self.root_conv = MaskedConv2D(self.base_channels, 3,
                                   weight_decay=weight_decay, name="Conv")
-    self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm)
-    self.logits_conv = MaskedConv2D(self.num_classes, 1,
-                                    weight_decay=weight_decay, name="logits")
+    if self.include_head:
+      self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm)
+      self.logits_conv = MaskedConv2D(self.num_classes, 1,
+                                      weight_decay=weight_decay,
+                                      name="logits")
 
   def _block_specs(self):
     bc = self.base_channels

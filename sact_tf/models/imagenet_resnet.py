@@ -41,6 +41,8 @@ class ImageNetResNet(AdaptiveResNet):
     execution: str. `"dense"` or `"sparse"`. Defaults to `"dense"`.
     sparse_config: `sact_tf.sparse.SparseConfig`, dict or None. Defaults to
       None (the measured defaults).
+    include_head: bool. False: a feature extractor without the
+      classification head. Defaults to True.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -59,9 +61,11 @@ class ImageNetResNet(AdaptiveResNet):
                      normalization.IMAGENET_BATCH_NORM, **kwargs)
     self.root_conv = MaskedConv2D(ROOT_CHANNELS, 7, 2, padding="symmetric",
                                   weight_decay=weight_decay, name="conv1")
-    self.postnorm = normalization.batch_norm("postnorm", self._batch_norm)
-    self.logits_conv = MaskedConv2D(self.num_classes, 1,
-                                    weight_decay=weight_decay, name="logits")
+    if self.include_head:
+      self.postnorm = normalization.batch_norm("postnorm", self._batch_norm)
+      self.logits_conv = MaskedConv2D(self.num_classes, 1,
+                                      weight_decay=weight_decay,
+                                      name="logits")
 
   def _block_specs(self):
     bc = self.base_channels
