@@ -1,6 +1,8 @@
 """Detection: the SACT backbone under keras-hub's RetinaNet, COCO metrics,
 box ops and the digit scenes."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from sact_tf.data import boxes as box_ops
 from sact_tf.data import digit_scenes
 from sact_tf.detection import detector as detector_lib
 from sact_tf.training import checkpoint_io
+from sact_tf.training import detection_run
 from tests import helpers
 
 DEPTH = "1_2_2_2"
@@ -203,3 +206,70 @@ def test_digit_scenes():
   np.testing.assert_array_equal(again["image"], data["image"])
   with pytest.raises(ValueError, match="split='val'"):
     digit_scenes.load("val")
+
+
+TINY_RUN = {"model": "1_2_1_1", "model_type": "sact", "base_channels": 4,
+            "batch_size": 4, "checkpoint_every": 2, "max_number_of_steps": 2,
+            "head_conv_layers": 0}
+
+
+def test_training_resumes_and_keeps_its_configuration(tmp_path, capsys):
+  run = str(tmp_path / "run")
+  config = detection_run.make_config(TINY_RUN)
+  _, step = detection_run.train(config, run)
+  assert step == 2 and "step 2/2" in capsys.readouterr().out
+  longer = detection_run.make_config(dict(TINY_RUN, max_number_of_steps=3))
+  _, step = detection_run.train(longer, run)
+  # Resumed at step 2: one step more.
+  assert step == 3 and capsys.readouterr().out.count("step ") == 1
+  with pytest.raises(ValueError, match="another configuration"):
+    detection_run.train(detection_run.make_config(
+        dict(TINY_RUN, model_type="vanilla")), run)
+  detector, restored = detection_run.restore(run)
+  assert restored["global_step"] == 3
+  results, _ = detection_run.evaluate(detector, restored, num_examples=6)
+  assert 0 <= results["AP"] <= 1 and results["num_examples"] == 6
+  # Fresh halting runs every unit: the halting heads add ~0.2%.
+  assert 0.5 < results["flops_share_of_vanilla"] < 1.01
+  assert results["ponder_cost_in_boxes"] >= 1
+  with pytest.raises(ValueError, match="tau must be >= 0"):
+    detection_run.make_config(dict(TINY_RUN, tau=-1.0))
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_detection_tools(tmp_path):
+  run = tmp_path / "run"
+  result = helpers.run_tool("train_detection.py", [
+      "--model=1_2_1_1", "--model_type=sact", "--base_channels=4",
+      "--batch_size=2", "--max_number_of_steps=1", "--head_conv_layers=0",
+      "--noeval_after_training", f"--train_log_dir={run}"])
+  assert result.returncode == 0, result.stderr
+  assert "step 1/1" in result.stdout
+  result = helpers.run_tool(
+      "evaluate_detection.py",
+      [f"--checkpoint_dir={run}", "--evaluate_once", "--num_examples=4",
+       "--num_pictures=2", "--execution=sparse",
+       f"--eval_dir={tmp_path / 'eval'}"])
+  assert result.returncode == 0, result.stderr
+  results = json.loads((tmp_path / "eval" / "results.json").read_text())
+  assert results["global_step"] == 1 and results["num_examples"] == 4
+  assert (tmp_path / "eval" / "detections.png").stat().st_size > 0
+  assert "AP50" in result.stdout and "% of vanilla" in result.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_detection_bad_directory(tmp_path):
+  result = helpers.run_tool("evaluate_detection.py",
+                            [f"--checkpoint_dir={tmp_path / 'none'}",
+                             "--evaluate_once"])
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "evaluate_detection: error: checkpoint path")
+
+
+def test_head_initialization_is_retinanets():
+  det = _tiny_detector()
+  box_bias = det.box_head.prediction_layer.bias.numpy()
+  class_bias = det.classification_head.prediction_layer.bias.numpy()
+  np.testing.assert_array_equal(box_bias, 0.0)
+  np.testing.assert_allclose(class_bias, -np.log(99.0), rtol=1e-6)

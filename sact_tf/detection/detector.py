@@ -6,17 +6,27 @@ regression, non-maximum suppression) on the ACT / SACT ResNet; `detect`
 returns the detections with the backbone's FLOPs and ponder cost map.
 """
 
-import keras
+import math
+
 import keras_hub
+from keras_hub.src.layers.modeling.non_max_supression import (
+    NonMaxSuppression)
 import tensorflow as tf
 
 from sact_tf.detection.adaptive_resnet_backbone import AdaptiveResNetBackbone
 
 BOX_FORMAT = "yxyx"
+# RetinaNet's prior probability of an object at initialization.
+PRIOR_PROBABILITY = 0.01
+# Detections kept before non-maximum suppression: RetinaNet's 0.05 (keras-
+# hub's default 0.5 drops the low-confidence detections COCO AP counts).
+CONFIDENCE_THRESHOLD = 0.05
+NMS_IOU_THRESHOLD = 0.5
+MAX_DETECTIONS = 100
 
 
 def build_detector(num_classes, backbone_kwargs, min_level=3, max_level=7,
-                   anchor_size=4.0, head_conv_layers=4):
+                   anchor_size=4.0, head_conv_layers=4, fpn_batch_norm=True):
   """A `RetinaNetObjectDetector` with an `AdaptiveResNetBackbone`.
 
   Args:
@@ -49,14 +59,31 @@ def build_detector(num_classes, backbone_kwargs, min_level=3, max_level=7,
   encoder = AdaptiveResNetBackbone(**backbone_kwargs)
   backbone = keras_hub.models.RetinaNetBackbone(
       image_encoder=encoder, min_level=min_level, max_level=max_level,
-      use_p5=False, image_shape=encoder.image_shape)
+      use_p5=False, use_fpn_batch_norm=bool(fpn_batch_norm),
+      image_shape=encoder.image_shape)
   anchors = keras_hub.layers.AnchorGenerator(
       BOX_FORMAT, min_level=min_level, max_level=max_level, num_scales=3,
       aspect_ratios=[0.5, 1.0, 2.0], anchor_size=anchor_size)
-  return keras_hub.models.RetinaNetObjectDetector(
+  detector = keras_hub.models.RetinaNetObjectDetector(
       backbone=backbone, num_classes=int(num_classes),
       bounding_box_format=BOX_FORMAT, anchor_generator=anchors,
-      pre_logits_num_conv_layers=int(head_conv_layers))
+      pre_logits_num_conv_layers=int(head_conv_layers),
+      classification_head_prior_probability=PRIOR_PROBABILITY,
+      prediction_decoder=NonMaxSuppression(
+          bounding_box_format=BOX_FORMAT, from_logits=True,
+          iou_threshold=NMS_IOU_THRESHOLD,
+          confidence_threshold=CONFIDENCE_THRESHOLD,
+          max_detections=MAX_DETECTIONS))
+  # keras-hub 0.32 gives the prior-probability bias to the box head (box
+  # deltas of -4.6, boxes 1% of their anchors) and none to the
+  # classification head; RetinaNet's (Lin et al. 2017, section 4.1) is the
+  # reverse: class logits start at -log((1 - pi) / pi), box deltas at 0.
+  detector.box_head.prediction_layer.bias.assign(
+      tf.zeros_like(detector.box_head.prediction_layer.bias))
+  detector.classification_head.prediction_layer.bias.assign(
+      tf.fill(detector.classification_head.prediction_layer.bias.shape,
+              -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)))
+  return detector
 
 
 def image_encoder(detector):
@@ -119,6 +146,7 @@ def set_execution(detector, execution):
   copy = build_detector(
       detector.num_classes, kwargs, detector.backbone.min_level,
       detector.backbone.max_level, detector.anchor_generator.anchor_size,
-      detector.pre_logits_num_conv_layers)
+      detector.pre_logits_num_conv_layers,
+      detector.backbone.use_fpn_batch_norm)
   copy.set_weights(detector.get_weights())
   return copy

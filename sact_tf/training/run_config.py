@@ -124,6 +124,16 @@ _MODEL_KEYS = ("model", "model_type", "base_channels", "tau", "eps",
                "weight_decay", "execution")
 
 
+def check_tau_and_finetune_path(config):
+  """ValueError unless `config["tau"] >= 0` and its `finetune_path` exists."""
+  if config["tau"] < 0:
+    raise ValueError(f"--tau must be >= 0, received {config['tau']!r}")
+  finetune = config["finetune_path"]
+  if finetune and not (os.path.exists(finetune) or
+                       os.path.exists(finetune + ".index")):
+    raise ValueError(f"--finetune_path {finetune!r} does not exist")
+
+
 def make_config(settings):
   """The full run configuration from the given settings and the defaults.
 
@@ -166,12 +176,7 @@ def make_config(settings):
   if not 0 <= config["moving_average_decay"] < 1:
     raise ValueError(f"--moving_average_decay must be in [0, 1), received "
                      f"{config['moving_average_decay']!r}")
-  if config["tau"] < 0:
-    raise ValueError(f"--tau must be >= 0, received {config['tau']!r}")
-  finetune = config["finetune_path"]
-  if finetune and not (os.path.exists(finetune) or
-                       os.path.exists(finetune + ".index")):
-    raise ValueError(f"--finetune_path {finetune!r} does not exist")
+  check_tau_and_finetune_path(config)
   config.update(
       family=family, eval_use_ema=config["moving_average_decay"] > 0,
       model_kwargs=dict({k: config.pop(k) for k in _MODEL_KEYS},
