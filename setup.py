@@ -15,7 +15,10 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["sact_tf", "sact_tf.*"]),
     install_requires=[
         "tensorflow~=2.20.0",
-        "keras>=3.10,<4",
+        "keras>=3.15,<4",
+        # The RetinaNet detector of sact_tf.detection; 0.32 needs keras>=3.15
+        # and, with tensorflow~=2.20.0, resolves to TensorFlow 2.20.
+        "keras-hub==0.32.*",
         "tf-models-official~=2.20.0",
         "tensorflow-datasets",
         # tensorflow-datasets imports it without declaring it.

@@ -35,7 +35,8 @@ SPLITS = tuple(COPIES)
 NUM_EXAMPLES = {"train": 1433 * COPIES["train"], "test": 364 * COPIES["test"]}
 
 
-def _split_digits(split):
+def split_digits(split):
+  """The 16x16 digits of a split: float32 `[N, 16, 16]` in [0, 1], int64 `[N]`."""
   digits = sk_datasets.load_digits()
   images = digits.images.astype(np.float32) / digits.images.max()
   rank_in_class = np.zeros(len(images), np.int64)
@@ -56,13 +57,42 @@ def _window(images, y, x, size):
   return np.arange(len(images))[:, None, None], rows, cols
 
 
-def _paste(canvases, patches, rng):
-  """Pastes `patches[n]` at a random place of `canvases[n]` (maximum)."""
+def paste(canvases, patches, rng, y=None, x=None):
+  """Pastes `patches[n]` on `canvases[n]` (maximum), in place.
+
+  Args:
+    canvases: float32 `[N, S, S]`.
+    patches: float32 `[N, s, s]`.
+    rng: `np.random.Generator`, draws the places when `y`, `x` are None.
+    y, x: int `[N]` or None. The top-left corners.
+
+  Returns:
+    `(y, x)`, int `[N]`.
+  """
   size = patches.shape[1]
-  y, x = rng.integers(0, CANVAS_SIZE - size + 1, size=(2, len(canvases)))
+  if y is None:
+    y, x = rng.integers(0, canvases.shape[1] - size + 1,
+                        size=(2, len(canvases)))
   index = _window(canvases, y, x, size)
   canvases[index] = np.maximum(canvases[index], patches)
   return y, x
+
+
+def add_clutter(canvases, digits, rng, num_fragments=NUM_FRAGMENTS):
+  """Pastes `num_fragments` random 6x6 windows of random digits per canvas.
+
+  Args:
+    canvases: float32 `[N, S, S]`, changed in place.
+    digits: float32 `[M, s, s]`, the digits the fragments are cut from.
+    rng: `np.random.Generator`.
+    num_fragments: int. Defaults to 4.
+  """
+  size = digits.shape[1]
+  for _ in range(num_fragments):
+    # A random 6x6 window of a random digit.
+    y, x = rng.integers(0, size - FRAGMENT_SIZE + 1, size=(2, len(canvases)))
+    sources = digits[rng.integers(len(digits), size=len(canvases))]
+    paste(canvases, sources[_window(sources, y, x, FRAGMENT_SIZE)], rng)
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,17 +110,13 @@ def load(split):
   if split not in SPLITS:
     raise ValueError(f"cluttered_digits has the splits {SPLITS}, received "
                      f"split={split!r}")
-  digits, labels = _split_digits(split)
+  digits, labels = split_digits(split)
   rng = np.random.default_rng(SEEDS[split])
   size = digits.shape[1]
   order = np.tile(np.arange(len(digits)), COPIES[split])
   images = np.zeros((len(order), CANVAS_SIZE, CANVAS_SIZE), np.float32)
-  for _ in range(NUM_FRAGMENTS):
-    # A random 6x6 window of a random digit.
-    y, x = rng.integers(0, size - FRAGMENT_SIZE + 1, size=(2, len(order)))
-    sources = digits[rng.integers(len(digits), size=len(order))]
-    _paste(images, sources[_window(sources, y, x, FRAGMENT_SIZE)], rng)
-  y, x = _paste(images, digits[order], rng)
+  add_clutter(images, digits, rng)
+  y, x = paste(images, digits[order], rng)
   boxes = np.stack([y, x, y + size, x + size], 1).astype(
       np.float32) / CANVAS_SIZE
   images = np.round(images * 255).astype(np.uint8)

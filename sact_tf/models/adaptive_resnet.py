@@ -119,6 +119,9 @@ class AdaptiveResNet(keras.Model):
     sampling_evaluation: str. Sampling: `"deterministic"`
       (`sigmoid(logit) >= 0.5`) or `"noisy"` (the reference's Gumbel sample
       at temperature 0.03) masks at inference.
+    include_head: bool. False leaves out the classification head (its
+      layers, `logits`, `predictions` and its FLOPs): the network as a
+      feature extractor, e.g. a detection backbone. Defaults to True.
 
   Call arguments:
     images: float32 `[batch, H, W, 3]`.
@@ -133,7 +136,8 @@ class AdaptiveResNet(keras.Model):
     `<block>/sampling_density` (`[batch, h, w]`, the block's mean sampled
     fraction), `<block>/sparse_loss` (`[batch]`) and
     `sampling_density_map` (`[batch, H, W, 1]`, the blocks' densities
-    upsampled to the input size and averaged, in `[0, 1]`).
+    upsampled to the input size and averaged, in `[0, 1]`). Without the
+    head, `flops` counts the root and the blocks only.
   """
 
   unit_class = None
@@ -144,7 +148,8 @@ class AdaptiveResNet(keras.Model):
                stochastic_depth=1.0, unit_order=None, folded_batch_norm=False,
                sparse_loss_weight=None,
                grid_stride=sampling.DEFAULT_GRID_STRIDE,
-               sampling_evaluation="deterministic", **kwargs):
+               sampling_evaluation="deterministic", include_head=True,
+               **kwargs):
     super().__init__(**kwargs)
     stochastic_depth = stochastic_depth_lib.check_survival(stochastic_depth)
     check_model_type(model_type)
@@ -178,6 +183,7 @@ class AdaptiveResNet(keras.Model):
     self.weight_decay = weight_decay
     self.execution = execution
     self.sparse_config = SparseConfig.create(sparse_config)
+    self.include_head = bool(include_head)
     self._batch_norm = batch_norm
     self.stochastic_depth = stochastic_depth
     specs = self._block_specs()
@@ -260,7 +266,8 @@ class AdaptiveResNet(keras.Model):
       block.build(shape)
       for unit in block.units:
         shape = unit.residual_unit.compute_output_shape(shape)[0]
-    self._build_head(shape)
+    if self.include_head:
+      self._build_head(shape)
 
   def call(self, images, training=None):
     self._check_images_shape(images.shape)
@@ -274,12 +281,14 @@ class AdaptiveResNet(keras.Model):
       for key, value in result.items():
         outputs[f"{block.name}/{key}"] = value
       flops += result["flops"]
-    logits, head_flops = self._head(features, training)
-    # Under mixed precision the outputs stay float32, as Keras advises.
-    logits = tf.cast(logits, act.halting_dtype(logits.dtype))
-    outputs["logits"] = logits
-    outputs["predictions"] = tf.nn.softmax(logits)
-    outputs["flops"] = flops + head_flops
+    outputs["flops"] = flops
+    if self.include_head:
+      logits, head_flops = self._head(features, training)
+      # Under mixed precision the outputs stay float32, as Keras advises.
+      logits = tf.cast(logits, act.halting_dtype(logits.dtype))
+      outputs["logits"] = logits
+      outputs["predictions"] = tf.nn.softmax(logits)
+      outputs["flops"] += head_flops
     size = tf.shape(images)[1:3]
     if self.model_type == "sampling":
       self._sampling_outputs(outputs, size)
@@ -320,4 +329,5 @@ class AdaptiveResNet(keras.Model):
         "sparse_loss_weight": self.sparse_loss_weight,
         "grid_stride": self.grid_stride,
         "sampling_evaluation": self.sampling_evaluation,
+        "include_head": self.include_head,
     }

@@ -51,6 +51,8 @@ class CifarResNet(AdaptiveResNet):
     grid_stride: int >= 1. Sampling grid prior stride. Defaults to 4.
     sampling_evaluation: str. `"deterministic"` or `"noisy"`. Defaults to
       `"deterministic"`.
+    include_head: bool. False: a feature extractor without the
+      classification head. Defaults to True.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -78,10 +80,12 @@ class CifarResNet(AdaptiveResNet):
                      **kwargs)
     self.root_conv = MaskedConv2D(self.base_channels, 3,
                                   weight_decay=weight_decay, name="Conv")
-    self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm,
-                                             self.folded_batch_norm)
-    self.logits_conv = MaskedConv2D(self.num_classes, 1,
-                                    weight_decay=weight_decay, name="logits")
+    if self.include_head:
+      self.head_bn = normalization.batch_norm("BatchNorm", self._batch_norm,
+                                               self.folded_batch_norm)
+      self.logits_conv = MaskedConv2D(self.num_classes, 1,
+                                      weight_decay=weight_decay,
+                                      name="logits")
 
   def _block_specs(self):
     bc = self.base_channels

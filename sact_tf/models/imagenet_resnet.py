@@ -53,6 +53,8 @@ class ImageNetResNet(AdaptiveResNet):
     grid_stride: int >= 1. Sampling grid prior stride. Defaults to 4.
     sampling_evaluation: str. `"deterministic"` or `"noisy"`. Defaults to
       `"deterministic"`.
+    include_head: bool. False: a feature extractor without the
+      classification head. Defaults to True.
 
   Call arguments and returns: see `AdaptiveResNet`.
   """
@@ -80,10 +82,12 @@ class ImageNetResNet(AdaptiveResNet):
                      **kwargs)
     self.root_conv = MaskedConv2D(ROOT_CHANNELS, 7, 2, padding="symmetric",
                                   weight_decay=weight_decay, name="conv1")
-    self.postnorm = normalization.batch_norm("postnorm", self._batch_norm,
-                                             self.folded_batch_norm)
-    self.logits_conv = MaskedConv2D(self.num_classes, 1,
-                                    weight_decay=weight_decay, name="logits")
+    if self.include_head:
+      self.postnorm = normalization.batch_norm("postnorm", self._batch_norm,
+                                               self.folded_batch_norm)
+      self.logits_conv = MaskedConv2D(self.num_classes, 1,
+                                      weight_decay=weight_decay,
+                                      name="logits")
 
   def _block_specs(self):
     bc = self.base_channels

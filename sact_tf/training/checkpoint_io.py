@@ -208,18 +208,24 @@ def _source_values(path, model):
           for name, key in _stored_model_keys(reader).items()}
 
 
-def initialize_from(model, path):
+def initialize_from(model, path, load_halting=False):
   """Fine-tuning: loads every non-halting variable of `model` from `path`.
 
   As the original's `finetuning_init_fn`: the halting branches (variables
   with `halting` in their path) keep their fresh initialization, so an ACT
-  or SACT model starts from a vanilla network.
+  or SACT model starts from a vanilla network. With `load_halting` the
+  halting variables that `path` holds are loaded too (a detection backbone
+  starting from a trained SACT classifier, as in the paper's section 5.3).
+  Variables are matched by their path inside the model, so a model without
+  its head (`include_head=False`) loads from a classifier.
 
   Args:
     model: a built model.
     path: str. A `.keras` file, a run directory or checkpoint prefix of
       `tools/train.py`, or a directory or prefix of an original release
       checkpoint (TF1).
+    load_halting: bool. Also load the halting variables found in `path`.
+      Defaults to False.
 
   Returns:
     The number of variables loaded.
@@ -230,7 +236,7 @@ def initialize_from(model, path):
   """
   values = _source_values(path, model)
   targets = {k: v for k, v in model_variables(model).items()
-             if "halting" not in k}
+             if "halting" not in k or (load_halting and k in values)}
   missing = sorted(set(targets) - set(values))
   mismatched = sorted(
       f"{k} {list(values[k].shape)} vs model {list(v.shape)}"

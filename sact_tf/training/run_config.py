@@ -128,6 +128,16 @@ _MODEL_KEYS = ("model", "model_type", "base_channels", "tau", "eps",
                "weight_decay", "execution")
 
 
+def check_tau_and_finetune_path(config):
+  """ValueError unless `config["tau"] >= 0` and its `finetune_path` exists."""
+  if config["tau"] < 0:
+    raise ValueError(f"--tau must be >= 0, received {config['tau']!r}")
+  finetune = config["finetune_path"]
+  if finetune and not (os.path.exists(finetune) or
+                       os.path.exists(finetune + ".index")):
+    raise ValueError(f"--finetune_path {finetune!r} does not exist")
+
+
 def make_config(settings):
   """The full run configuration from the given settings and the defaults.
 
@@ -177,12 +187,7 @@ def make_config(settings):
   weight = config.pop("sparse_loss_weight")
   if weight is not None and weight < 0:
     raise ValueError(f"--sparse_loss_weight must be >= 0, received {weight!r}")
-  if config["tau"] < 0:
-    raise ValueError(f"--tau must be >= 0, received {config['tau']!r}")
-  finetune = config["finetune_path"]
-  if finetune and not (os.path.exists(finetune) or
-                       os.path.exists(finetune + ".index")):
-    raise ValueError(f"--finetune_path {finetune!r} does not exist")
+  check_tau_and_finetune_path(config)
   kwargs = dict({k: config.pop(k) for k in _MODEL_KEYS},
                 num_classes=spec["num_classes"])
   stochastic_depth = config.pop("stochastic_depth")
