@@ -80,15 +80,19 @@ def build_detector(config, execution=None):
   return detector
 
 
+def scale_images(images):
+  """uint8 images -> float32 in [-1, 1], the backbone's input."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
 def load_split(config, split, num_examples=None):
-  """Images (float32 in [-1, 1]), boxes and labels of a split, checked."""
+  """Images (uint8), boxes and labels of a split, checked."""
   data = DATASETS[config["dataset"]].load(split)
   n = num_examples or len(data["image"])
   box_ops.check_annotations(data["boxes"][:n], data["labels"][:n],
                             data["image"].shape[1:3], config["num_classes"],
                             name=f"{config['dataset']}/{split}")
-  images = data["image"][:n].astype(np.float32) / 127.5 - 1.0
-  return images, data["boxes"][:n], data["labels"][:n]
+  return data["image"][:n], data["boxes"][:n], data["labels"][:n]
 
 
 def train_dataset(config):
@@ -99,6 +103,7 @@ def train_dataset(config):
   dataset = dataset.shuffle(len(images), seed=config["seed"]).repeat()
 
   def example(image, box, label):
+    image = scale_images(image)
     if config["flip"]:
       image, box = box_ops.random_flip_left_right(image, box)
     return image, {"boxes": box, "labels": label}
@@ -211,12 +216,13 @@ def evaluate(detector, config, split="test", num_examples=None,
     `(results, outputs)`: `results` a dict of floats (`METRIC_NAMES`,
     `flops_mean`, `flops_std`, `flops_share_of_vanilla`, and for SACT
     `ponder_cost_in_boxes`, `ponder_cost_outside_boxes`); `outputs` the
-    images, ground truths and detections (numpy) for pictures.
+    images (uint8), ground truths and detections (numpy) for pictures.
   """
   images, boxes, labels = load_split(config, split, num_examples)
   found = {}
   for start in range(0, len(images), batch_size):
-    batch = detector_lib.detect(detector, images[start:start + batch_size])
+    batch = detector_lib.detect(
+        detector, scale_images(images[start:start + batch_size]))
     for key, value in batch.items():
       found.setdefault(key, []).append(value.numpy())
   found = {k: np.concatenate(v) for k, v in found.items()}

@@ -14,7 +14,7 @@ def draw(outputs, path, count=8, score_threshold=SCORE_THRESHOLD):
   """Draws `count` images: ground truth (green), detections (red).
 
   Args:
-    outputs: dict of numpy arrays: `images` `[N, H, W, 3]` in [-1, 1],
+    outputs: dict of numpy arrays: `images` uint8 `[N, H, W, 3]`,
       `true_boxes`, `boxes` (`yxyx` pixels), `labels`, `confidence`, and
       optionally `ponder_cost_map` `[N, H, W, 1]`, shown under the image.
     path: str. The PNG written (atomically).
@@ -26,7 +26,7 @@ def draw(outputs, path, count=8, score_threshold=SCORE_THRESHOLD):
   figure, axes = plt.subplots(1, count, figsize=(2.2 * count, 2.4),
                               squeeze=False)
   for n, axis in enumerate(axes[0]):
-    axis.imshow((outputs["images"][n] + 1) / 2)
+    axis.imshow(outputs["images"][n])
     if ponder is not None:
       shown = axis.imshow(ponder[n, ..., 0], cmap="viridis", alpha=0.55)
       figure.colorbar(shown, ax=axis, fraction=0.046)
