@@ -39,8 +39,6 @@ def test_report(tmp_path):
     assert 0 < rows[0]["flops_fraction"] < rows[2]["flops_fraction"]
     assert abs(rows[1]["flops_fraction"] - 0.75) < 0.05
     assert rows[2]["flops_fraction"] > 1.0
-  # The two patterns halt differently at the same FLOPs.
-  assert network[1]["mean_units"] != network[4]["mean_units"]
   timed = {"vanilla", "dense", "sparse_tf", "sparse_xla", "vanilla_opt",
            "sparse_tf_opt", "sparse_xla_opt", "keras"}
   for row in network:
