@@ -14,7 +14,7 @@ from sact_tf.data import digit_scenes
 from sact_tf.detection import detector as detector_lib
 from sact_tf.training import checkpoint_io
 from sact_tf.training import detection_run
-from tests import helpers
+import helpers
 
 DEPTH = "1_2_2_2"
 
@@ -272,3 +272,13 @@ def test_head_initialization_is_retinanets():
   class_bias = det.classification_head.prediction_layer.bias.numpy()
   np.testing.assert_array_equal(box_bias, 0.0)
   np.testing.assert_allclose(class_bias, -np.log(99.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("preset", sorted(
+    p.stem for p in (helpers.REPO / "configs").glob("detection_*.json")))
+def test_presets_are_valid(preset):
+  with open(helpers.REPO / "configs" / f"{preset}.json") as f:
+    settings = json.load(f)
+  assert settings.pop("description")
+  config = detection_run.make_config(settings)
+  assert config["backbone_kwargs"]["model_type"] == preset.split("_")[-1]

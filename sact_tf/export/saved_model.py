@@ -209,7 +209,8 @@ def export_checkpoint(checkpoint_dir, export_dir, version=1, overwrite=False,
 
   SACT models are exported with `execution="sparse"`, inference-optimised
   (`sact_tf.inference.optimize`: batch norms folded into the weights, the
-  outputs equal up to float32 rounding) unless `exact`. `export_dir` is
+  outputs equal up to float32 rounding) unless `exact`; the sampling
+  family, which `optimize` does not fold, exactly. `export_dir` is
   created if needed (and removed again if the export fails).
 
   Args:
@@ -238,7 +239,7 @@ def export_checkpoint(checkpoint_dir, export_dir, version=1, overwrite=False,
         f"--version={max(versions + [version]) + 1} or --overwrite")
   model, config = checkpoint_io.restore_model(checkpoint_dir, use_ema,
                                               execution="sparse")
-  if not exact:
+  if not exact and model.model_type in inference.FOLDABLE_TYPES:
     model = inference.optimize(model)
   created = not os.path.isdir(export_dir)
   os.makedirs(export_dir, exist_ok=True)

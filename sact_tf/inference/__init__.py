@@ -10,5 +10,6 @@ layers run it, dense and sparse, so its outputs are those of the model up
 to float rounding. The models themselves keep the original's computation.
 """
 
+from sact_tf.inference.folding import FOLDABLE_TYPES
 from sact_tf.inference.folding import fold_weights
 from sact_tf.inference.folding import optimize

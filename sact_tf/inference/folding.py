@@ -30,6 +30,11 @@ from sact_tf.sparse import rows as rows_lib
 MODEL_CLASSES = (CifarResNet, ImageNetResNet)
 
 
+# The model types whose units `optimize` folds (the sampling family's units
+# keep their batch norms).
+FOLDABLE_TYPES = ("vanilla", "act", "act_early_stopping", "sact")
+
+
 def optimize(model):
   """The inference-optimised copy of `model` (see the package docstring).
 
@@ -90,6 +95,10 @@ def _check_model(model, name):
     raise ValueError(
         f"{name} must be a built CifarResNet or ImageNetResNet, received "
         f"{model!r}")
+  if model.model_type not in FOLDABLE_TYPES:
+    raise ValueError(f"{name} must be one of the model types "
+                     f"{FOLDABLE_TYPES}, received model_type="
+                     f"{model.model_type!r} (its units are not folded)")
 
 
 def _head_batch_norm(model):
