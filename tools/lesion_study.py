@@ -30,7 +30,6 @@ import sys
 
 from absl import app
 from absl import flags
-import keras
 import numpy as np
 
 from sact_tf.data import datasets
@@ -89,7 +88,7 @@ def load(path, use_ema):
   if path.endswith(".keras"):
     if not os.path.isfile(path):
       raise ValueError(f"--checkpoint_dir {path!r} does not exist")
-    model = keras.saving.load_model(path, compile=False)
+    model = checkpoint_io.load_keras_model(path)
     family = "cifar" if isinstance(model, CifarResNet) else "imagenet"
     return model, {"family": family, "checkpoint": path,
                    "model_kwargs": run_config.model_kwargs(model),

@@ -21,9 +21,7 @@ similarity) is recorded as None and left out of the means, which count
 only the images where it is defined.
 """
 
-import os
 
-import keras
 import matplotlib
 
 matplotlib.use("agg")  # No display needed.
@@ -71,16 +69,7 @@ def load_model(path, use_ema=None):
   if use_ema is not None:
     raise ValueError(f"a .keras file holds one set of weights; received "
                      f"use_ema={use_ema!r} with {path}")
-  if not os.path.isfile(path):
-    raise ValueError(f"{path} does not exist")
-  try:
-    model = keras.saving.load_model(path, compile=False)
-  except (OSError, ValueError, TypeError, KeyError) as e:
-    reason = str(e).strip().splitlines()[0] if str(e) else type(e).__name__
-    raise ValueError(f"cannot load {path}: {reason}") from e
-  if not isinstance(model, (models.CifarResNet, models.ImageNetResNet)):
-    raise ValueError(f"{path} holds a {type(model).__name__}, expected a "
-                     f"CifarResNet or ImageNetResNet")
+  model = checkpoint_io.load_keras_model(path)
   return model, "cifar" if isinstance(model, models.CifarResNet) else (
       "imagenet")
 

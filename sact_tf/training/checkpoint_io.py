@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from sact_tf import checkpoints
+from sact_tf import models
 from sact_tf.training import run_config
 from sact_tf.training.exponential_moving_average import (
     ExponentialMovingAverage)
@@ -190,12 +191,32 @@ def load_weights(model, prefix, config):
   return dict(config, checkpoint=prefix, global_step=_global_step(prefix))
 
 
+def load_keras_model(path):
+  """A `CifarResNet` or `ImageNetResNet` saved as a `.keras` file.
+
+  Raises:
+    ValueError: one line: the file is missing or unreadable, or holds
+      another model.
+  """
+  if not os.path.isfile(path):
+    raise ValueError(f"{path} does not exist")
+  try:
+    model = keras.saving.load_model(path, compile=False)
+  except (OSError, ValueError, TypeError, KeyError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e) else type(e).__name__
+    raise ValueError(f"cannot load {path}: {reason}") from e
+  if not isinstance(model, (models.CifarResNet, models.ImageNetResNet)):
+    raise ValueError(f"{path} holds a {type(model).__name__}, expected a "
+                     f"CifarResNet or ImageNetResNet")
+  return model
+
+
 def _source_values(path, model):
   """`{path inside the model: numpy value}` of a checkpoint or .keras file."""
   if path.endswith(".keras"):
     if not os.path.isfile(path):
       raise ValueError(f"--finetune_path {path!r} does not exist")
-    source = keras.saving.load_model(path, compile=False)
+    source = load_keras_model(path)
     return {k: v.numpy() for k, v in model_variables(source).items()}
   prefix = find_checkpoint(path)
   reader = tf.train.load_checkpoint(prefix)
