@@ -1,5 +1,6 @@
 """Datasets: the offline default, the original's TFRecords, tfds (mocked)."""
 
+import re
 import shutil
 
 import numpy as np
@@ -47,6 +48,35 @@ def test_cluttered_digits_splits_are_deterministic_and_disjoint():
       map(bytes, train["image"]))
 
 
+def test_harder_variant_has_smaller_digits_on_larger_canvases():
+  test = cluttered_digits.load("test", "cluttered_digits_64")
+  default = cluttered_digits.load("test")
+  assert test["image"].shape == (728, 64, 64, 3)
+  np.testing.assert_array_equal(test["label"], default["label"])
+  sides = np.round((test["box"][:, 2:] - test["box"][:, :2]) * 64)
+  np.testing.assert_array_equal(sides[:, 0], sides[:, 1])
+  assert set(sides[:, 0].astype(int)) == set(range(16, 25))
+  assert test["box"].min() >= 0 and test["box"].max() <= 1
+  for image, box in zip(test["image"][:50], test["box"][:50]):
+    y0, x0, y1, x1 = np.round(box * 64).astype(int)
+    assert image[y0:y1, x0:x1, 0].max() > 200
+  # More clutter: a larger share of the background is drawn on.
+  def background_ink(data, size):
+    inside = np.zeros(data["image"].shape[:3], bool)
+    for n, box in enumerate(np.round(data["box"] * size).astype(int)):
+      inside[n, box[0]:box[2], box[1]:box[3]] = True
+    return (data["image"][..., 0][~inside] > 0).mean()
+  assert background_ink(test, 64) > background_ink(default, 32)
+  batch = next(iter(datasets.make_input_fn(
+      "cluttered_digits_64", "test", 4, training=False)()))
+  assert batch["images"].shape == (4, 64, 64, 3)
+  np.testing.assert_array_equal(
+      batch["object_mask"].numpy().sum(axis=(1, 2, 3)),
+      np.prod(sides[:4], axis=1))
+  with pytest.raises(ValueError, match="'cluttered_digits_48'"):
+    cluttered_digits.load("test", "cluttered_digits_48")
+
+
 def test_eval_pipeline_of_digits():
   input_fn = datasets.make_input_fn("cluttered_digits", "test", 64,
                                     training=False, num_examples=100)
@@ -62,6 +92,32 @@ def test_eval_pipeline_of_digits():
       batch["object_mask"].numpy().sum(axis=(1, 2, 3)), 256)
   np.testing.assert_array_equal(batch["labels"].numpy(),
                                 cluttered_digits.load("test")["label"][:64])
+
+
+def test_sliced_splits_hold_examples_out(slim_dir):
+  train = cluttered_digits.load("train")["label"]
+  assert datasets.parse_split("train[:-1000]") == ("train",
+                                                   slice(None, -1000))
+  assert datasets.split_size("cluttered_digits", "train[:-1000]") == 13330
+  assert datasets.split_size("cluttered_digits", "train[-1000:]") == 1000
+  assert datasets.complement_split("train[:-1000]") == "train[-1000:]"
+  assert datasets.complement_split("train[500:]") == "train[:500]"
+  assert datasets.complement_split("train[2:5]") is None
+  assert datasets.complement_split("train") is None
+  held_out = datasets.make_input_fn("cluttered_digits", "train[-1000:]", 500,
+                                    training=False)
+  labels = np.concatenate([b["labels"].numpy() for b in held_out()])
+  np.testing.assert_array_equal(labels, train[-1000:])
+  kept = datasets.load_examples("cluttered_digits", "train[:-1000]")
+  assert int(kept.cardinality()) == 13330
+  for split, message in (("train[:1000", "NAME[START:STOP]"),
+                         ("train[a:]", "NAME[START:STOP]"),
+                         ("valid[:5]", "has the splits"),
+                         ("train[5:5]", "has no examples")):
+    with pytest.raises(ValueError, match=re.escape(message)):
+      datasets.check("cluttered_digits", split)
+  with pytest.raises(ValueError, match="cannot be sliced"):
+    datasets.check("cifar10", "train[:100]", str(slim_dir))
 
 
 def test_training_pipeline_shards_and_repeats():

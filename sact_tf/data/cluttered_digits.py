@@ -14,9 +14,15 @@ Splits are deterministic: of each class, every fifth digit is a test digit
 (364 in all), the others (1,433) train digits; each train digit is drawn on
 10 canvases (14,330 examples) and each test digit on 2 (728), with fixed
 seeds, so every run and every machine sees the same images.
+
+The harder variant `cluttered_digits_64` (`VARIANTS`) draws the same digits
+at 16 to 24 pixels (a random size per canvas) on 64x64 canvases with 24
+fragments: the digit covers 6-14% of the canvas instead of 25%, and the
+clutter is denser, so where the network computes matters more.
 """
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -31,6 +37,22 @@ TEST_EVERY = 5
 COPIES = {"train": 10, "test": 2}
 SEEDS = {"train": 20170101, "test": 20170102}
 SPLITS = tuple(COPIES)
+
+
+class Variant(NamedTuple):
+  """A canvas size, the digit sizes drawn and the clutter fragments."""
+
+  canvas_size: int
+  digit_sizes: tuple
+  num_fragments: int
+  seed_offset: int
+
+
+# Dataset name: its canvases. The default's digits are all 16x16.
+VARIANTS = {
+    "cluttered_digits": Variant(CANVAS_SIZE, (16,), NUM_FRAGMENTS, 0),
+    "cluttered_digits_64": Variant(64, tuple(range(16, 25)), 24, 64),
+}
 # Of scikit-learn's 1,797 digits, 364 are test digits and 1,433 train digits.
 NUM_EXAMPLES = {"train": 1433 * COPIES["train"], "test": 364 * COPIES["test"]}
 
@@ -96,29 +118,54 @@ def add_clutter(canvases, digits, rng, num_fragments=NUM_FRAGMENTS):
 
 
 @functools.lru_cache(maxsize=None)
-def load(split):
-  """One split, generated in memory (a fraction of a second; cached).
+def load(split, variant="cluttered_digits"):
+  """One split, generated in memory (seconds at most; cached).
 
   Args:
     split: str, `"train"` or `"test"`.
+    variant: str, a key of `VARIANTS`. Defaults to the 32x32 canvases.
 
   Returns:
-    dict of numpy arrays: `image` uint8 `[N, 32, 32, 3]` (grey, repeated
-    over the channels), `label` int64 `[N]` (0-9), `box` float32 `[N, 4]`
-    (the digit's `ymin, xmin, ymax, xmax`, normalized to [0, 1]).
+    dict of numpy arrays: `image` uint8 `[N, S, S, 3]` (grey, repeated
+    over the channels; `S` the variant's canvas size), `label` int64 `[N]`
+    (0-9), `box` float32 `[N, 4]` (the digit's `ymin, xmin, ymax, xmax`,
+    normalized to [0, 1]).
   """
   if split not in SPLITS:
     raise ValueError(f"cluttered_digits has the splits {SPLITS}, received "
                      f"split={split!r}")
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown cluttered digits variant {variant!r}; known: "
+                     f"{', '.join(VARIANTS)}")
+  canvas_size, digit_sizes, num_fragments, seed_offset = VARIANTS[variant]
   digits, labels = split_digits(split)
-  rng = np.random.default_rng(SEEDS[split])
-  size = digits.shape[1]
+  rng = np.random.default_rng(SEEDS[split] + seed_offset)
   order = np.tile(np.arange(len(digits)), COPIES[split])
-  images = np.zeros((len(order), CANVAS_SIZE, CANVAS_SIZE), np.float32)
-  add_clutter(images, digits, rng)
-  y, x = paste(images, digits[order], rng)
-  boxes = np.stack([y, x, y + size, x + size], 1).astype(
-      np.float32) / CANVAS_SIZE
+  images = np.zeros((len(order), canvas_size, canvas_size), np.float32)
+  add_clutter(images, digits, rng, num_fragments)
+  if digit_sizes == (digits.shape[1],):
+    sizes = np.full(len(order), digits.shape[1])
+    y, x = paste(images, digits[order], rng)
+  else:
+    sizes = rng.choice(digit_sizes, size=len(order))
+    y, x = _paste_resized(images, digits, order, sizes, rng)
+  boxes = np.stack([y, x, y + sizes, x + sizes], 1).astype(
+      np.float32) / canvas_size
   images = np.round(images * 255).astype(np.uint8)
   return {"image": np.repeat(images[..., None], 3, axis=-1),
           "label": labels[order], "box": boxes}
+
+
+def _paste_resized(canvases, digits, order, sizes, rng):
+  """Pastes `digits[order[n]]` resized to `sizes[n]` at a random place."""
+  y = np.zeros(len(order), np.int64)
+  x = np.zeros(len(order), np.int64)
+  for size in np.unique(sizes):
+    members = np.flatnonzero(sizes == size)
+    scale = size / digits.shape[1]
+    resized = np.clip(np.stack([ndimage.zoom(d, scale, order=1)
+                                for d in digits]), 0.0, 1.0)
+    group = canvases[members]
+    y[members], x[members] = paste(group, resized[order[members]], rng)
+    canvases[members] = group
+  return y, x

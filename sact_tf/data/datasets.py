@@ -2,6 +2,7 @@
 
 * `cluttered_digits` (the default): generated offline from scikit-learn's
   digits, see `cluttered_digits`. Splits `train`, `test`.
+  `cluttered_digits_64`: its harder variant, 64x64 canvases.
 * `cifar10`: tensorflow-datasets (downloaded by tfds on first use), or the
   original's TF-Slim TFRecords when `dataset_dir` is given. Splits `train`,
   `test`.
@@ -10,13 +11,21 @@
   TFRecords in `dataset_dir`. Splits `train`, `validation`. 1001 classes as
   the original (class 0 is "background"; tfds labels are shifted by one).
 
+A split may be sliced by example index, as in tensorflow-datasets:
+`"train[:-1000]"` (all but the last 1,000 training examples) and
+`"train[-1000:]"` (those 1,000) train on one part and hold out the other,
+for choices that must not see the test split (LesionResNet's deletions).
+Slices are of the stored order, so they are the same in every run; the
+original's TF-Slim TFRecords cannot be sliced.
+
 Examples are `{"image": uint8 [h, w, 3], "label": int64 [], "boxes":
 float32 [n, 4]}`; pipelines yield batches `{"images": float32 [b, s, s, 3],
-"labels": int64 [b]}` plus, for evaluation on `cluttered_digits`,
+"labels": int64 [b]}` plus, for evaluation on the cluttered digits,
 `"object_mask": float32 [b, s, s, 1]` (1 on the digit's box).
 """
 
 import logging
+import re
 import socket
 
 import tensorflow as tf
@@ -26,18 +35,23 @@ from sact_tf.data import cluttered_digits
 from sact_tf.data import preprocessing
 from sact_tf.data import tfrecords
 
+def _digits_spec(variant):
+  """The `DATASETS` entry of a cluttered digits variant."""
+  return {"family": "cifar", "num_classes": cluttered_digits.NUM_CLASSES,
+          "image_size": cluttered_digits.VARIANTS[variant].canvas_size,
+          "flip": False, "splits": cluttered_digits.NUM_EXAMPLES,
+          "eval_split": "test", "label_offset": 0,
+          "shuffle_buffer": cluttered_digits.NUM_EXAMPLES["train"]}
+
+
 # family: the models and preprocessing; image_size: the default input size;
 # splits: examples per split (for the TF-Slim data the original's
 # SPLITS_TO_SIZES); flip: random left-right flips in training;
 # label_offset: added to tfds labels; shuffle_buffer: examples shuffled in
 # training.
 DATASETS = {
-    "cluttered_digits": {
-        "family": "cifar", "num_classes": cluttered_digits.NUM_CLASSES,
-        "image_size": cluttered_digits.CANVAS_SIZE, "flip": False,
-        "splits": cluttered_digits.NUM_EXAMPLES, "eval_split": "test",
-        "label_offset": 0,
-        "shuffle_buffer": cluttered_digits.NUM_EXAMPLES["train"]},
+    **{variant: _digits_spec(variant)
+       for variant in cluttered_digits.VARIANTS},
     "cifar10": {
         "family": "cifar", "num_classes": 10, "image_size": 32, "flip": True,
         "splits": {"train": 50000, "test": 10000}, "eval_split": "test",
@@ -65,6 +79,45 @@ def info(name):
   return DATASETS[name]
 
 
+_SLICE = re.compile(r"^(\w+)\[(-?\d*):(-?\d*)\]$")
+
+
+def parse_split(split):
+  """`"train[:-1000]"` -> `("train", slice(None, -1000))`; no brackets: all.
+
+  Raises:
+    ValueError: a bracket that is not `[start:stop]` of integers.
+  """
+  if "[" not in split:
+    return split, slice(None)
+  match = _SLICE.match(split)
+  if not match:
+    raise ValueError(f"a split slice is NAME[START:STOP] with integers, "
+                     f"received split={split!r}")
+  bounds = [int(b) if b else None for b in match.group(2, 3)]
+  return match.group(1), slice(*bounds)
+
+
+def split_size(name, split):
+  """The number of examples of `split` (sliced or not) of dataset `name`."""
+  base, part = parse_split(split)
+  return len(range(info(name)["splits"][base])[part])
+
+
+def complement_split(split):
+  """The held-out rest of a sliced split, or None.
+
+  `"train[:-1000]"` -> `"train[-1000:]"`, `"train[500:]"` -> `"train[:500]"`;
+  None for a split without a slice or a slice with both bounds.
+  """
+  base, part = parse_split(split)
+  if part.start is None and part.stop is not None:
+    return f"{base}[{part.stop}:]"
+  if part.stop is None and part.start is not None:
+    return f"{base}[:{part.start}]"
+  return None
+
+
 def check(name, split, dataset_dir=None, tfds_data_dir=None,
           tfds_manual_dir=None):
   """Validates a dataset, split and its data before any work.
@@ -85,11 +138,18 @@ def check(name, split, dataset_dir=None, tfds_data_dir=None,
 def _check_split(name, split, dataset_dir=None):
   """Validates a dataset, split and (TF-Slim) directory; `check`'s files."""
   splits = info(name)["splits"]
-  if split not in splits:
+  base, part = parse_split(split)
+  if base not in splits:
     raise ValueError(f"{name} has the splits {sorted(splits)}, received "
                      f"split_name={split!r}")
+  if not split_size(name, split):
+    raise ValueError(f"split {split!r} of {name} has no examples (the "
+                     f"split has {splits[base]})")
   if dataset_dir is None:
     return None
+  if part != slice(None):
+    raise ValueError(f"the original's TFRecords cannot be sliced, received "
+                     f"split_name={split!r} with --dataset_dir")
   if name not in tfrecords.FILE_PATTERNS:
     raise ValueError(f"--dataset_dir is for the original's TFRecords of "
                      f"{sorted(tfrecords.FILE_PATTERNS)}; {name} is generated "
@@ -170,11 +230,12 @@ def load_examples(name, split, dataset_dir=None, tfds_data_dir=None,
   files = _check_split(name, split, dataset_dir)
   if files:
     return tfrecords.load(name, files, shuffle_buffer, input_context, seed)
-  if name == "cluttered_digits":
-    data = cluttered_digits.load(split)
+  if name in cluttered_digits.VARIANTS:
+    base, part = parse_split(split)
+    data = cluttered_digits.load(base, name)
     dataset = tf.data.Dataset.from_tensor_slices(
-        {"image": data["image"], "label": data["label"],
-         "boxes": data["box"][:, None, :]})
+        {"image": data["image"][part], "label": data["label"][part],
+         "boxes": data["box"][part, None, :]})
     dataset = _shard(dataset, input_context)
     if shuffle_buffer:
       dataset = dataset.shuffle(shuffle_buffer, seed=seed)
@@ -227,8 +288,8 @@ def make_input_fn(name, split, global_batch_size, training, image_size=None,
   spec = info(name)
   family = spec["family"]
   size = image_size or spec["image_size"]
-  with_mask = (not training and name == "cluttered_digits" and
-               size == cluttered_digits.CANVAS_SIZE)
+  with_mask = (not training and name in cluttered_digits.VARIANTS and
+               size == spec["image_size"])
 
   def preprocess(example):
     if training:

@@ -91,8 +91,8 @@ def _format_eta(seconds):
 
 
 def _steps_per_epoch(config):
-  spec = datasets.info(config["dataset"])
-  return spec["splits"][config["train_split"]] / config["batch_size"]
+  return (datasets.split_size(config["dataset"], config["train_split"]) /
+          config["batch_size"])
 
 
 def make_learning_rate(config):
