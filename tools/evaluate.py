@@ -1,8 +1,8 @@
 """Evaluates checkpoints: the original's `cifar_main.py --mode=eval` and
 `imagenet_eval.py`.
 
-  python tools/evaluate.py --checkpoint_dir=/tmp/sact_digits \
-      --eval_dir=/tmp/sact_digits/eval --evaluate_once
+  python tools/evaluate.py --checkpoint_dir=runs/sact_digits \
+      --eval_dir=runs/sact_digits/eval --evaluate_once
 
 prints `eval/Accuracy[0.9182]`, `Total Flops/mean[82393168]`, ... (the
 original's lines), and writes them to `<eval_dir>/metrics.json` (and

@@ -5,8 +5,11 @@ error with each single unit deleted, against the number of units deleted at
 random (mean and std over `--num_draws` draws) and against the number of
 random swaps of two units of a block; and LesionResNet: for each FLOPs
 budget of `--budgets`, the network left by greedily deleting the unit whose
-deletion costs least accuracy on `--selection_examples` examples of the
-training split (never the test split), evaluated on the test split.
+deletion costs least accuracy on `--selection_examples` examples held out
+of training (never the test split), evaluated on the test split. A run
+trained with `--split_name=train[:-N]` holds out `train[-N:]`, the default
+selection split; a run trained on all of `train` is chosen on training
+examples, with a warning.
 
   python tools/lesion_study.py --checkpoint_dir=runs/vanilla_s1 \\
       --output_dir=runs/vanilla_s1/lesion --num_draws=5
@@ -30,6 +33,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 
 from sact_tf.data import datasets
@@ -65,7 +69,9 @@ flags.DEFINE_integer("num_examples", None,
                      "Evaluate the first examples only. Default: all.")
 flags.DEFINE_string("selection_split", None,
                     "Split LesionResNet chooses its deletions on. Default: "
-                    "the run's training split.")
+                    "the examples the run held out of training (a run "
+                    "trained with --split_name=train[:-N] holds out "
+                    "train[-N:]), else the run's training split.")
 flags.DEFINE_integer("selection_examples", 1000,
                      "Examples of --selection_split used for the choice.")
 flags.DEFINE_integer("batch_size", 100, "Evaluation batch size.")
@@ -157,8 +163,13 @@ def run_study(model, config, budgets):
     study["reordering"] = lesion_study.random_reorderings(
         model, evaluate, FLAGS.num_draws, rng)
   if "lesion_resnet" in FLAGS.experiments:
-    selection_split = FLAGS.selection_split or config.get(
-        "train_split", "train")
+    train_split = config.get("train_split", "train")
+    selection_split = (FLAGS.selection_split or
+                       datasets.complement_split(train_split) or train_split)
+    if selection_split == train_split:
+      logging.warning("LesionResNet chooses its deletions on %r, examples "
+                      "the network was trained on; train with "
+                      "--split_name=train[:-N] to hold N out", train_split)
     if selection_split == split:
       raise ValueError(f"--selection_split must not be the evaluation split "
                        f"{split!r}")
@@ -169,6 +180,7 @@ def run_study(model, config, budgets):
         lesion_study.lesion_resnet(model, select, evaluate, budgets,
                                    image_size(config)),
         selection_split=selection_split,
+        selection_held_out=selection_split != train_split,
         selection_examples=len(select.labels))
   return study
 

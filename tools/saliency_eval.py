@@ -21,7 +21,7 @@ of the offline default data to `--data_dir` in this layout, with fixations
 drawn inside each digit's box:
 
   python tools/saliency_eval.py --checkpoint_dir=runs/digits_sact \
-      --data_dir=/tmp/digits_cat2000 --write_cluttered_digits=728 \
+      --data_dir=runs/digits_cat2000 --write_cluttered_digits=728 \
       --output_dir=runs/digits_sact/saliency --emd_downsize=4
 """
 

@@ -3,12 +3,12 @@ and `imagenet_train.py` on TF2, with tf.distribute.
 
 Quick start (offline data, a few minutes on a laptop CPU):
 
-  python tools/train.py --config=digits_sact --train_log_dir=/tmp/sact_digits
+  python tools/train.py --config=digits_sact --train_log_dir=runs/sact_digits
 
 The original's CIFAR-10 ResNet-32 SACT run, on its TF-Slim TFRecords:
 
   python tools/train.py --config=cifar_resnet32_sact \
-      --dataset_dir=$HOME/tensorflow/data/cifar10 --train_log_dir=/tmp/c32
+      --dataset_dir=$HOME/tensorflow/data/cifar10 --train_log_dir=runs/c32
 
 Settings come from the flags given, then the `--config` preset
 (`configs/<name>.json`, or a path), then the defaults of the original's
@@ -50,8 +50,9 @@ flags.DEFINE_string("config", None,
 flags.DEFINE_string("train_log_dir", None,
                     "Directory for checkpoints, summaries and config.json.")
 flags.DEFINE_string("dataset", None,
-                    "cluttered_digits (default; offline), cifar10 or "
-                    "imagenet2012.")
+                    "cluttered_digits (default; offline), "
+                    "cluttered_digits_64 (its harder 64x64 variant; "
+                    "offline), cifar10 or imagenet2012.")
 flags.DEFINE_string("dataset_dir", None,
                     "Directory with the original's TF-Slim TFRecords "
                     "(cifar10_train.tfrecord, ...; train-*-of-*, ...). "
