@@ -79,7 +79,9 @@ def test_sact_ponder_cost_map_is_the_upsampled_sum():
 
 @pytest.mark.parametrize("size", [(224, 224), (225, 301), (33, 17), (7, 5)])
 def test_sact_map_is_tf1_resize_nearest_neighbor(size):
-  """The gathers give the resize op's values, integer scales or not."""
+  """The broadcast (power-of-two scales, known shapes) and the gathers
+  (other scales, or shapes known only when run) give the resize op's
+  values."""
   rng = np.random.default_rng(0)
   maps = [rng.normal(size=(2, -(-size[0] // s), -(-size[1] // s))).astype(
       np.float32) * 5 for s in (4, 8, 16, 32)]
@@ -90,6 +92,11 @@ def test_sact_map_is_tf1_resize_nearest_neighbor(size):
   np.testing.assert_array_equal(
       adaptive_resnet.sact_map([tf.constant(m) for m in maps],
                                tf.constant(size)), expected)
+  dynamic = tf.function(adaptive_resnet.sact_map, input_signature=[
+      [tf.TensorSpec([None, None, None], m.dtype) for m in maps],
+      tf.TensorSpec([2], tf.int32)])
+  np.testing.assert_array_equal(
+      dynamic([tf.constant(m) for m in maps], tf.constant(size)), expected)
 
 
 def test_sact_flops_follow_the_masks():

@@ -42,8 +42,12 @@ def upsample_nearest(block_map, size):
   """TF1 `resize_nearest_neighbor` of a `[batch, h, w]` map to `size`.
 
   The same values as the resize op (`align_corners=False`, no half-pixel
-  centres) as two row gathers (`nearest_indices`), the second on the
-  transposed map: no slower than the resize op on CPU, faster on some
+  centres). Where the shapes are known when the graph is built and `size`
+  is a power-of-two multiple of the map's (the ResNets' maps, at any input
+  size divisible by 32), the source index `floor(i * (h / H))` is exactly
+  `i // (H / h)` and every value is repeated over its block by one
+  broadcast; otherwise two row gathers (`nearest_indices`), the second on
+  the transposed map. Both are faster than the resize op on CPU
   (`docs/benchmarks.md`).
 
   Args:
@@ -53,11 +57,33 @@ def upsample_nearest(block_map, size):
   Returns:
     `[batch, size[0], size[1]]`, the dtype of `block_map`.
   """
+  factors = _power_of_two_factors(block_map.shape[1:3],
+                                  tf.get_static_value(size))
+  if factors is not None:
+    batch, height, width = tf.unstack(tf.shape(block_map))
+    blocks = tf.broadcast_to(
+        block_map[:, :, None, :, None],
+        [batch, height, factors[0], width, factors[1]])
+    return tf.reshape(blocks, [batch, height * factors[0],
+                               width * factors[1]])
   shape = tf.shape(block_map)
   rows = tf.gather(block_map, nearest_indices(shape[1], size[0]), axis=1)
   columns = tf.gather(tf.transpose(rows, [0, 2, 1]),
                       nearest_indices(shape[2], size[1]), axis=1)
   return tf.transpose(columns, [0, 2, 1])
+
+
+def _power_of_two_factors(map_size, size):
+  """`size / map_size` per axis if both are known and powers of two."""
+  if size is None or None in tuple(map_size):
+    return None
+  factors = []
+  for out, source in zip(size, map_size):
+    factor, remainder = divmod(int(out), int(source))
+    if remainder or factor & (factor - 1):
+      return None
+    factors.append(factor)
+  return factors
 
 
 def sact_map(block_maps, size, dtype=tf.float32):
