@@ -5,6 +5,7 @@ Tiny models get random halting weights
 images and positions (freshly initialised heads halt everywhere alike).
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -108,7 +109,7 @@ CONFIGS = {
 
 
 def write_run(directory, family="imagenet", model_type="sact", depth=None,
-              **config):
+              model_kwargs=None, **config):
   """Writes a run directory (a `pathlib.Path`); returns its model.
 
   Args:
@@ -116,13 +117,16 @@ def write_run(directory, family="imagenet", model_type="sact", depth=None,
     family: str, a key of `CONFIGS`.
     model_type: str.
     depth: str or None, overrides the `model` depth string.
+    model_kwargs: dict or None, more model arguments (`tau`,
+      `sparse_loss_weight`, ...).
     **config: overrides of the other `config.json` keys.
 
   Returns:
     The model (built, dense execution) whose weights were saved.
   """
   config = dict(CONFIGS[family], **config)
-  config["model_kwargs"] = dict(config["model_kwargs"], model_type=model_type)
+  config["model_kwargs"] = dict(config["model_kwargs"], model_type=model_type,
+                                **(model_kwargs or {}))
   if depth:
     config["model_kwargs"]["model"] = depth
   directory.mkdir(parents=True, exist_ok=True)
@@ -140,6 +144,13 @@ def write_run(directory, family="imagenet", model_type="sact", depth=None,
   tf.train.CheckpointManager(checkpoint, str(directory), 1,
                              checkpoint_name="ckpt").save(1)
   return model
+
+
+def write_metrics(run_dir, metrics):
+  """Writes `<run_dir>/eval/metrics.json` as an evaluation does."""
+  (run_dir / "eval").mkdir()
+  (run_dir / "eval" / "metrics.json").write_text(json.dumps(
+      {"checkpoint": "ckpt-1", "global_step": 1, "metrics": metrics}))
 
 
 _EXPORTS = {}
