@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from sact_tf import models
@@ -73,15 +72,7 @@ def randomize_sampling(model, seed=0):
   """
   if not model.built:
     model.build((None, None, None, 3))
-  rng = np.random.default_rng(seed)
-  for v in model.variables:
-    if "/mask_" not in v.path or "/conv/" not in v.path:
-      continue
-    if v.path.endswith("/weights"):
-      std = 1 / np.sqrt(int(np.prod(v.shape[:-1])))
-      v.assign(rng.normal(0, std, v.shape).astype(v.dtype))
-    else:
-      v.assign(np.zeros(v.shape, v.dtype))
+  halting_calibration.randomize_sampling(model, seed, bias=0.0)
 
 
 def run_tool(tool, args, timeout=300, **env):
