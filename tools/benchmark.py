@@ -343,8 +343,7 @@ def sampling_benchmark(images, vanilla, baseline):
   The vanilla network's weights, random 3x3 mask convolutions
   (`halting_calibration.randomize_sampling`) and one mask bias, shared by
   every mask, bisected to the target (`tune_sampling_bias`). The masked
-  computation (`dense`) and sparse execution are timed; the strided units
-  (the first of blocks 2-4) run masked in both.
+  computation (`dense`) and sparse execution are timed.
   """
   dense, sparse = _models("sampling")
   copy_weights(vanilla, dense)
