@@ -18,10 +18,9 @@ computes, for a unit at inference with 0/1 masks:
    has no third convolution;
 5. the second interpolation only at `m2`'s skipped positions.
 
-The interpolation at a position is a weighted sum of its 7x7 neighbours'
-rows, gathered from a layout padded by 3 (zero outside the map, as the
-masked computation's SAME padding). The answers equal the masked
-computation up to float rounding.
+The interpolation at a position is a weighted sum of its 7x7 neighbours,
+read from one depthwise convolution of the map (`interpolation_rows`).
+The answers equal the masked computation up to float rounding.
 
 A strided convolution (the first unit of a block: the bottleneck's `conv2`,
 the basic unit's `conv1`) reads, for output `(i, j)`, the 3x3 patch of its
@@ -119,6 +118,15 @@ def _conv_rows_at(conv, inputs, output_mask):
 def interpolation_rows(mask_features, mask, lam, active, kernel_size):
   """`sampling.interpolate`'s second term at the positions of `active`.
 
+  The kernel sums are computed as one depthwise convolution of the whole
+  map (`sampling.kernel_sums`), then read at the positions: on CPU a
+  depthwise convolution over the map runs far faster than gathering the
+  `k x k` neighbour rows of each position, even where most positions need
+  no interpolation (see docs/benchmarks.md). The FLOPs are still counted
+  at the positions that need it (`sampling.interpolation_flops`), as an
+  implementation gathering them would compute; the convolution also
+  computes `2 k^2 (C + 1)` per other position, which are discarded.
+
   Args:
     mask_features: float `[batch, H, W, C]`, `M F` (zero where skipped).
     mask: float `[batch, H, W, 1]` of zeros and ones.
@@ -130,24 +138,10 @@ def interpolation_rows(mask_features, mask, lam, active, kernel_size):
     `(values, weight)`: float `[K, C]`, `(K * (M F)) / (K * M + eps)`, and
     `[K, 1]`, `K * M + eps`, at those positions.
   """
-  radius = kernel_size // 2
-  shape = tf.shape(mask_features)
-  pads = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
-  width = shape[2] + 2 * radius
-  b, h, w = tf.unstack(active.indices, axis=1)
-  centre = (b * (shape[1] + 2 * radius) + h + radius) * width + w + radius
-  steps = tf.range(-radius, radius + 1)
-  offsets = tf.reshape(steps[:, None] * width + steps[None, :], [1, -1])
-  neighbours = centre[:, None] + offsets  # [K, k * k]
-  kernel = tf.reshape(
-      sampling.rbf_kernel(lam, kernel_size, mask_features.dtype), [-1, 1])
-  channels = mask_features.shape[-1]
-  features = tf.gather(
-      tf.reshape(tf.pad(mask_features, pads), [-1, channels]), neighbours)
-  weights = tf.gather(tf.reshape(tf.pad(mask, pads), [-1, 1]), neighbours)
-  numerator = tf.reduce_sum(features * kernel, 1)
-  weight = tf.reduce_sum(weights * kernel, 1) + sampling.NORMALIZER_EPS
-  return numerator / weight, weight
+  numerator, denominator = sampling.kernel_sums(mask_features, mask, lam,
+                                                kernel_size)
+  weight = gather.gather_rows(denominator, active)
+  return gather.gather_rows(numerator, active) / weight, weight
 
 
 def _interpolated_map(rows, sampled_set, mask, lam, needed, kernel_size,
