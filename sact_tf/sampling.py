@@ -162,13 +162,31 @@ def interpolate(features, mask, lam, kernel_size=KERNEL_SIZE):
   Returns:
     `[batch, h, w, c]`, the dtype of `features`.
   """
-  kernel = rbf_kernel(lam, kernel_size, features.dtype)[:, :, None, None]
-  channels = tf.shape(features)[-1]
-  numerator = tf.nn.depthwise_conv2d(
-      features * mask, tf.tile(kernel, [1, 1, channels, 1]), [1, 1, 1, 1],
-      "SAME")
-  denominator = tf.nn.conv2d(mask, kernel, 1, "SAME") + NORMALIZER_EPS
+  numerator, denominator = kernel_sums(features * mask, mask, lam,
+                                       kernel_size)
   return mask * features + (1.0 - mask) * (numerator / denominator)
+
+
+def kernel_sums(mask_features, mask, lam, kernel_size=KERNEL_SIZE):
+  """`(K * (M F), K * M + eps)`: the interpolation's two kernel sums.
+
+  Args:
+    mask_features: float `[batch, h, w, c]`, `M F`.
+    mask: float `[batch, h, w, 1]`.
+    lam: float scalar, the kernel's `lambda`.
+    kernel_size: odd int. Defaults to 7.
+
+  Returns:
+    `[batch, h, w, c]` and `[batch, h, w, 1]`, the dtype of `mask_features`:
+    depthwise "same" convolutions with the RBF kernel, zero outside the map.
+  """
+  kernel = rbf_kernel(lam, kernel_size, mask_features.dtype)[:, :, None,
+                                                             None]
+  channels = tf.shape(mask_features)[-1]
+  numerator = tf.nn.depthwise_conv2d(
+      mask_features, tf.tile(kernel, [1, 1, channels, 1]), [1, 1, 1, 1],
+      "SAME")
+  return numerator, tf.nn.conv2d(mask, kernel, 1, "SAME") + NORMALIZER_EPS
 
 
 def interpolation_flops(mask, channels, kernel_size=KERNEL_SIZE):

@@ -5,13 +5,13 @@ Tiny models get random halting weights
 images and positions (freshly initialised heads halt everywhere alike).
 """
 
+import json
 import os
 import pathlib
 import subprocess
 import sys
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from sact_tf import models
@@ -72,15 +72,7 @@ def randomize_sampling(model, seed=0):
   """
   if not model.built:
     model.build((None, None, None, 3))
-  rng = np.random.default_rng(seed)
-  for v in model.variables:
-    if "/mask_" not in v.path or "/conv/" not in v.path:
-      continue
-    if v.path.endswith("/weights"):
-      std = 1 / np.sqrt(int(np.prod(v.shape[:-1])))
-      v.assign(rng.normal(0, std, v.shape).astype(v.dtype))
-    else:
-      v.assign(np.zeros(v.shape, v.dtype))
+  halting_calibration.randomize_sampling(model, seed, bias=0.0)
 
 
 def run_tool(tool, args, timeout=300, **env):
@@ -108,7 +100,7 @@ CONFIGS = {
 
 
 def write_run(directory, family="imagenet", model_type="sact", depth=None,
-              **config):
+              model_kwargs=None, **config):
   """Writes a run directory (a `pathlib.Path`); returns its model.
 
   Args:
@@ -116,13 +108,16 @@ def write_run(directory, family="imagenet", model_type="sact", depth=None,
     family: str, a key of `CONFIGS`.
     model_type: str.
     depth: str or None, overrides the `model` depth string.
+    model_kwargs: dict or None, more model arguments (`tau`,
+      `sparse_loss_weight`, ...).
     **config: overrides of the other `config.json` keys.
 
   Returns:
     The model (built, dense execution) whose weights were saved.
   """
   config = dict(CONFIGS[family], **config)
-  config["model_kwargs"] = dict(config["model_kwargs"], model_type=model_type)
+  config["model_kwargs"] = dict(config["model_kwargs"], model_type=model_type,
+                                **(model_kwargs or {}))
   if depth:
     config["model_kwargs"]["model"] = depth
   directory.mkdir(parents=True, exist_ok=True)
@@ -140,6 +135,13 @@ def write_run(directory, family="imagenet", model_type="sact", depth=None,
   tf.train.CheckpointManager(checkpoint, str(directory), 1,
                              checkpoint_name="ckpt").save(1)
   return model
+
+
+def write_metrics(run_dir, metrics):
+  """Writes `<run_dir>/eval/metrics.json` as an evaluation does."""
+  (run_dir / "eval").mkdir()
+  (run_dir / "eval" / "metrics.json").write_text(json.dumps(
+      {"checkpoint": "ckpt-1", "global_step": 1, "metrics": metrics}))
 
 
 _EXPORTS = {}

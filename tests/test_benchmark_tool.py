@@ -28,9 +28,10 @@ def test_report(tmp_path):
   assert result.returncode == 0, result.stderr
   report = json.loads(output.read_text())
   network = report["network"]
-  assert [(row["halting"], row["target"]) for row in network] == [
-      (pattern, target) for pattern in ("random", "blob")
-      for target in (0.0, 0.75, 1.0)]
+  assert [(row["family"], row["halting"], row["target"])
+          for row in network] == [
+              ("sact", pattern, target) for pattern in ("random", "blob")
+              for target in (0.0, 0.75, 1.0)]
   for rows in (network[:3], network[3:]):
     # At 0 every block stops after its first unit; the bisected bias hits
     # the target; nothing halts at 1.0 (the halting heads' FLOPs come on
@@ -80,6 +81,42 @@ def test_report(tmp_path):
   assert "wall" in result.stdout and "vs keras" in result.stdout
 
 
+def test_sampling_family(tmp_path):
+  """Masked and sparse sampling at three targets, with vanilla and Keras."""
+  output = tmp_path / "bench.json"
+  result = _run(["--families=sampling", "--flops_fractions=0,0.92,1.0",
+                 "--repeats=1", "--keras_model=50", "--unit_benchmark=false",
+                 f"--output={output}"])
+  assert result.returncode == 0, result.stderr
+  rows = json.loads(output.read_text())["network"]
+  assert [(r["family"], r["target"]) for r in rows] == [
+      ("sampling", target) for target in (0.0, 0.92, 1.0)]
+  assert all("halting" not in r for r in rows)
+  # 0: only the grid prior, every 4th row and column of block1's 8x8 maps
+  # (84% of vanilla's FLOPs on this narrow network: an interpolated
+  # position costs nearly as much as a computed one); 1.0: every position,
+  # the mask convolutions on top of vanilla's FLOPs.
+  assert rows[0]["density"]["block1"] == 1 / 16
+  assert set(rows[2]["density"].values()) == {1.0}
+  assert 0 < rows[0]["flops_fraction"] < rows[1]["flops_fraction"]
+  assert abs(rows[1]["flops_fraction"] - 0.92) < 0.02
+  assert rows[2]["flops_fraction"] > 1.0
+  for row in rows:
+    assert set(row["ms_per_image"]) == {"vanilla", "dense", "sparse_tf",
+                                        "keras"}
+    assert all(ms > 0 for ms in row["ms_per_image"].values())
+    assert set(row["vs_keras"]) == {"vanilla", "dense", "sparse_tf"}
+    assert all(ratio > 0 for ratio in row["vs_keras"].values())
+    assert row["dense_vs_vanilla"] > 0
+    sparse = row["sparse_tf"]
+    assert sparse["flops_max_rel_diff"] == 0.0
+    assert sparse["max_abs_logit_diff"] < 1e-4
+    assert sparse["wall_fraction"] > 0 and sparse["vs_vanilla"] > 0
+    assert sparse["efficiency"] == (row["flops_fraction"] /
+                                    sparse["wall_fraction"])
+  assert "sampling batch  2" in result.stdout
+
+
 def test_bad_input_is_one_line(tmp_path):
   existing = tmp_path / "bench.json"
   existing.write_text("keep")
@@ -88,6 +125,7 @@ def test_bad_input_is_one_line(tmp_path):
                        (["--images=/nonexistent/*.jpg"], "/nonexistent"),
                        (["--flops_fractions=0.5,-0.25"], "'-0.25'"),
                        (["--halting=random,stripes"], "'stripes'"),
+                       (["--families=sact,halting"], "'halting'"),
                        (['--sparse_config={"buckets": 2}'], "buckets")]:
     result = _run(args + ["--network_benchmark=false",
                           "--unit_benchmark=false"])

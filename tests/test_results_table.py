@@ -1,33 +1,26 @@
 """tools/results_table.py: rows from evaluated run directories."""
 
-import json
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 import helpers
+from sact_tf.training import run_results
 
 REPO = helpers.REPO
 TOOL = str(REPO / "tools" / "results_table.py")
 
 
-def _write_metrics(run_dir, metrics):
-  (run_dir / "eval").mkdir()
-  (run_dir / "eval" / "metrics.json").write_text(json.dumps(
-      {"checkpoint": "ckpt-1", "global_step": 1, "metrics": metrics}))
-
-
 def test_table_of_a_vanilla_and_a_sact_run(tmp_path):
   vanilla = helpers.write_run(tmp_path / "vanilla", "cifar", "vanilla")
   full = int(vanilla(tf.zeros([1, 32, 32, 3]), training=False)["flops"][0])
-  _write_metrics(tmp_path / "vanilla", {"eval/Accuracy": 0.9,
+  helpers.write_metrics(tmp_path / "vanilla", {"eval/Accuracy": 0.9,
                                         "Total Flops/mean": full})
-  helpers.write_run(tmp_path / "sact", "cifar", "sact")
-  config = json.loads((tmp_path / "sact" / "config.json").read_text())
-  config["model_kwargs"]["tau"] = 0.05
-  (tmp_path / "sact" / "config.json").write_text(json.dumps(config))
-  _write_metrics(tmp_path / "sact", {
+  helpers.write_run(tmp_path / "sact", "cifar", "sact",
+                    model_kwargs={"tau": 0.05})
+  helpers.write_metrics(tmp_path / "sact", {
       "eval/Accuracy": 0.875, "Total Flops/mean": full / 4,
       "eval/ponder_cost_map/object_mean": 5.5,
       "eval/ponder_cost_map/background_mean": 4.25})
@@ -49,3 +42,21 @@ def test_a_run_without_evaluation_is_one_line_error(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith(
       "results_table: error: ")
   assert "tools/evaluate.py" in result.stderr
+
+
+def test_row_of_a_sampling_run(tmp_path):
+  """Its loss weight, no tau, its FLOPs against the vanilla network's."""
+  vanilla = helpers.write_run(tmp_path / "vanilla", "cifar", "vanilla")
+  full = int(vanilla(tf.zeros([1, 32, 32, 3]), training=False)["flops"][0])
+  helpers.write_run(tmp_path / "sampling", "cifar", "sampling", seed=3,
+                    model_kwargs={"sparse_loss_weight": 0.05})
+  helpers.write_metrics(tmp_path / "sampling", {
+      "eval/Accuracy": 0.75, "Total Flops/mean": full * 0.4,
+      "eval/sampling_density_map/object_mean": 0.625,
+      "eval/sampling_density_map/background_mean": 0.25})
+  row = run_results.run_row(str(tmp_path / "sampling"))
+  assert row["model_type"] == "sampling" and row["seed"] == 3
+  assert row["tau"] is None and row["sparse_loss_weight"] == 0.05
+  assert row["flops_fraction"] == pytest.approx(0.4)
+  assert (row["density_object"], row["density_background"]) == (0.625, 0.25)
+  assert row["ponder_object"] is None

@@ -8,6 +8,7 @@ import tensorflow as tf
 import helpers
 from helpers import tiny_model
 from sact_tf import sampling
+from sact_tf.layers import MaskedConv2D
 from sact_tf.layers import RbfInterpolation
 from sact_tf.layers import SamplingMask
 from sact_tf.layers import SamplingUnit
@@ -287,12 +288,37 @@ def float64():
   keras.config.set_dtype_policy("float32")
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_sparse_equals_masked_in_float64(family, float64):
-  """Outputs, FLOPs and input gradients, in a tf.function."""
+@pytest.mark.parametrize("padding", ["same", "symmetric"])
+@pytest.mark.parametrize("kernel_size,size", [(3, 8), (3, 7), (1, 7)])
+def test_read_centres_are_the_strided_patch_centres(padding, kernel_size,
+                                                    size):
+  """A stride-2 conv whose kernel is its centre tap reads the centres."""
+  conv = MaskedConv2D(1, kernel_size, 2, padding=padding,
+                      bias_initializer=None, kernel_initializer=0.0)
+  conv.build((None, size, size, 1))
+  centre = np.zeros(conv.kernel.shape, np.float32)
+  centre[kernel_size // 2, kernel_size // 2] = 1.0
+  conv.kernel.assign(centre)
+  x = tf.random.stateless_uniform([2, size, size, 1], [3, 4], 1.0, 2.0)
+  outputs = conv.convolve(x)
+  mask = tf.cast(tf.random.stateless_uniform(tf.shape(outputs), [5, 6]) < 0.5,
+                 tf.float32)
+  centres = sampling_rows.read_centres(conv, mask, tf.shape(x))
+  assert centres.shape == x.shape
+  # As many centres as outputs, read in the same order.
+  np.testing.assert_array_equal(tf.boolean_mask(x, centres[..., 0] > 0),
+                                tf.boolean_mask(outputs, mask[..., 0] > 0))
+
+
+# Map sizes of the blocks: CIFAR 16, 8, 4 (SAME padding centres the
+# strided patches on odd rows; the CIFAR shortcut needs even maps);
+# ImageNet 12, 6, 3, 2 (symmetric padding, the last from 3 rows).
+@pytest.mark.parametrize("family,size", [("cifar", 16), ("imagenet", 48)])
+def test_sparse_equals_masked_in_float64(family, size, float64):
+  """Outputs, FLOPs and input gradients, in a tf.function; every unit,
+  strided or not, runs sparse."""
   keras.utils.set_random_seed(0)
   depth = {"cifar": "2", "imagenet": "2_3_1_1"}[family]
-  size = {"cifar": 16, "imagenet": 48}[family]
   dense = tiny_model(family, "sampling", depth=depth)
   sparse = tiny_model(family, "sampling", depth=depth, execution="sparse")
   images = tf.random.stateless_normal([2, size, size, 3], [1, 2],
@@ -313,7 +339,8 @@ def test_sparse_equals_masked_in_float64(family, float64):
   density = expected["sampling_density_map"].numpy()
   assert 0.2 < density.mean() < 0.9  # Really sparse, not all or nothing.
   units = [u for b in sparse.blocks for u in b.units]
-  assert sum(sampling_rows.supports(u) for u in units) >= 3
+  assert all(sampling_rows.supports(u) for u in units)
+  assert sum(u.residual_unit.stride > 1 for u in units) >= 2
   out, gradient = tf.function(outputs_and_gradient)(sparse)
   assert out["logits"].dtype == tf.float64
   for key, value in expected.items():

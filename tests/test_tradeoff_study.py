@@ -117,3 +117,43 @@ def test_tiny_tradeoff_study(tmp_path):
   table = (tmp_path / "chart" / "tradeoff.md").read_text().splitlines()
   assert len(table) == 2 + 4 and table[2].startswith(
       "| LesionResNet from stochastic depth p_L=0.5 model=2 | budget=0.8 | 2 |")
+
+
+# (sparse loss weight, seed): (test accuracy, FLOPs per image).
+SAMPLING_RUNS = {(0.05, 1): (0.9, 8e6), (0.05, 2): (0.8, 9e6),
+                 (0.2, 1): (0.7, 4e6), (0.2, 2): (0.76, 5e6)}
+
+
+@pytest.mark.slow
+def test_sampling_family_beside_sact(tmp_path):
+  """Sampling runs: one curve, a point per loss weight, over seeds."""
+  runs = []
+  for (weight, seed), (accuracy, flops) in SAMPLING_RUNS.items():
+    runs.append(tmp_path / f"sampling_{weight}_s{seed}")
+    helpers.write_run(runs[-1], "cifar", "sampling", seed=seed,
+                      model_kwargs={"sparse_loss_weight": weight})
+    helpers.write_metrics(runs[-1], {"eval/Accuracy": accuracy,
+                                     "Total Flops/mean": flops})
+  runs.append(tmp_path / "sact_s1")
+  helpers.write_run(runs[-1], "cifar", "sact", seed=1,
+                    model_kwargs={"tau": 0.1})
+  helpers.write_metrics(runs[-1], {"eval/Accuracy": 0.85,
+                                   "Total Flops/mean": 6e6})
+  result = _run([TRADEOFF, *map(str, runs), f"--output_dir={tmp_path}/chart"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  curves = json.loads((tmp_path / "chart" / "tradeoff.json").read_text())
+  assert sorted(curves) == ["SACT", "sampling"]
+  points = curves["sampling"]
+  assert [p["point"] for p in points] == ["weight=0.2", "weight=0.05"]
+  for point, weight in zip(points, (0.2, 0.05)):
+    accuracy, flops = zip(*(SAMPLING_RUNS[weight, s] for s in (1, 2)))
+    assert point["seeds"] == [1, 2]
+    assert point["flops_mean"] == pytest.approx(np.mean(flops))
+    assert point["accuracy_mean"] == pytest.approx(np.mean(accuracy))
+    assert point["accuracy_std"] == pytest.approx(np.std(accuracy, ddof=1))
+  table = (tmp_path / "chart" / "tradeoff.md").read_text().splitlines()
+  assert table[2:] == [
+      "| SACT | tau=0.1 | 1 | 6.00 ± 0.00 | 0.850 ± 0.000 |",
+      "| sampling | weight=0.2 | 2 | 4.50 ± 0.71 | 0.730 ± 0.042 |",
+      "| sampling | weight=0.05 | 2 | 8.50 ± 0.71 | 0.850 ± 0.071 |"]
+  assert (tmp_path / "chart" / "tradeoff.png").stat().st_size > 1000

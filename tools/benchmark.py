@@ -1,35 +1,45 @@
-"""Wall-clock benchmark of SACT's sparse execution against dense and vanilla.
+"""Wall-clock benchmark of sparse execution against dense and vanilla.
 
-Times a vanilla ResNet, a SACT ResNet run dense (the original's masked
-computation) and the same SACT ResNet run sparse, with the same weights, at
-several FLOPs budgets; the vanilla and sparse ones also
-inference-optimised (`sact_tf.inference.optimize`, `*_opt`), and Keras' own
-ResNet-v2 (`keras.applications`, random weights, `--keras_model`), what a
-user would otherwise run: every time is also reported as a ratio to
-Keras'. The network is random with realistic statistics: batch norm
-statistics from the benchmark images, and one halting bias shared by every
-unit, bisected so that SACT spends about 25%, 50%, 75% or 100% of the
-vanilla network's FLOPs. `--halting` picks the halting pattern (or both):
-`random`, random 3x3 halting convolutions, so that the halted positions
-follow the image content (not uniform halting, which whole-unit skipping
-would already exploit); `blob`, halting convolutions fitted so that one
-smooth blob per image runs longest (`halting_calibration.blob_halting`).
+Times a vanilla ResNet, an adaptive ResNet run dense (the original's masked
+computation) and the same adaptive ResNet run sparse, with the same weights,
+at several FLOPs budgets, for each family of `--families`:
+
+* `sact` (the default): SACT; the vanilla and sparse networks also
+  inference-optimised (`sact_tf.inference.optimize`, `*_opt`). Random
+  3x3 halting convolutions and one halting bias shared by every unit,
+  bisected so that SACT spends about 25%, 50%, 75% or 100% of the vanilla
+  network's FLOPs. `--halting` picks the halting pattern (or both):
+  `random`, random 3x3 halting convolutions, so that the halted positions
+  follow the image content (not uniform halting, which whole-unit skipping
+  would already exploit); `blob`, halting convolutions fitted so that one
+  smooth blob per image runs longest (`halting_calibration.blob_halting`).
+* `sampling`: Xie et al.'s stochastic feature sampling and interpolation
+  (`model_type="sampling"`, deterministic evaluation masks): random 3x3
+  mask convolutions and one mask bias shared by every mask, bisected
+  likewise (`halting_calibration.tune_sampling_bias`).
+
+Keras' own ResNet-v2 (`keras.applications`, random weights,
+`--keras_model`), what a user would otherwise run, is timed in the same
+rounds: every time is also reported as a ratio to Keras'. The networks are
+random with realistic statistics: batch norm statistics from the benchmark
+images (of the vanilla network, whose weights every family shares).
 
 Images: `--images` (a glob of photos), or by default synthetic images with
 the 1/f^2 power spectrum of natural images (white noise would make halting
 maps unnaturally fragmented).
 
-Reports ms per image, the FLOPs fraction (SACT / vanilla FLOPs), the
+Reports ms per image, the FLOPs fraction (family / vanilla FLOPs), the
 wall-clock fraction (sparse / dense time), the efficiency (FLOPs fraction /
-wall-clock fraction), a per-unit micro-benchmark (one unit of each block at
-set active fractions, against the ideal `sparse_cost`) and, with
+wall-clock fraction), a per-unit micro-benchmark (one SACT unit of each
+block at set active fractions, against the ideal `sparse_cost`) and, with
 `--scatter_benchmark`, the scatters that `sact_tf.sparse.scatter` compiles
-with XLA or not (`SparseConfig.scatter_compiled`), as a table and as JSON (`--output`). The models
-run in interleaved rounds; times are medians over the rounds and ratios
+with XLA or not (`SparseConfig.scatter_compiled`), as a table and as JSON
+(`--output`). The models run in interleaved rounds; times are medians over the rounds and ratios
 medians of the per-round ratios, so that the drifting speed of a shared
 machine cancels out.
 
   python tools/benchmark.py --output=benchmark.json
+  python tools/benchmark.py --families=sampling --unit_benchmark=false
 """
 
 from sact_tf.utils import console  # pylint: disable=g-bad-import-order
@@ -65,10 +75,15 @@ flags.DEFINE_string("model", "101", "ImageNet ResNet depth.")
 flags.DEFINE_integer("base_channels", 64, "Width of the first block.")
 flags.DEFINE_integer("image_size", 224, "Image height and width.")
 flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time.")
+flags.DEFINE_list("families", ["sact"], "Adaptive families timed: sact "
+                  "(halting, --halting patterns), sampling (Xie et al.'s "
+                  "feature sampling and interpolation), or both.")
 flags.DEFINE_list("flops_fractions", ["0.25", "0.5", "0.75", "1.0"],
-                  "Targets: SACT FLOPs as a fraction of vanilla FLOPs; 0: "
-                  "every position halts after the first unit of each "
-                  "block (what sparse execution cannot shrink).")
+                  "Targets: the family's FLOPs as a fraction of vanilla "
+                  "FLOPs; 0: SACT halts every position after the first "
+                  "unit of each block, sampling samples only the grid "
+                  "prior (what sparse execution cannot shrink); 1: nothing "
+                  "halts, every position is sampled.")
 flags.DEFINE_list("sparse_kernels", ["tf"],
                   "Sparse kernels to time: tf, xla (or both).")
 flags.DEFINE_string("sparse_config", None,
@@ -105,6 +120,17 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 FULL_FLOPS_BIAS = -30.0  # Nothing halts.
 FIRST_UNITS_BIAS = 30.0  # Every position halts after the first unit.
+ALL_SAMPLED_BIAS = 30.0  # Every mask samples every position.
+GRID_ONLY_BIAS = -30.0  # Only the grid prior is sampled.
+FAMILIES = ("sact", "sampling")
+# family: (set its shared bias, tune it, the bias at 1.0, at 0).
+CALIBRATIONS = {
+    "sact": (halting_calibration.set_halting_bias,
+             halting_calibration.tune_halting_bias, FULL_FLOPS_BIAS,
+             FIRST_UNITS_BIAS),
+    "sampling": (halting_calibration.set_sampling_bias,
+                 halting_calibration.tune_sampling_bias, ALL_SAMPLED_BIAS,
+                 GRID_ONLY_BIAS)}
 # Whether a sparse unit gathers the 3x3 dilation for its first conv, for
 # each way of computing it that `--dilation_paths` times.
 DILATION_PATHS = {"gathered": True, "whole_map": False}
@@ -170,11 +196,24 @@ def photo_images(pattern, count, size):
   return np.stack([images[i % len(images)] for i in range(count)])
 
 
+# Path parts of the variables of the adaptive branches (halting heads,
+# sampling masks and interpolations), which a vanilla network lacks.
+ADAPTIVE_PARTS = ("halting", "/mask_", "/interpolation_")
+
+
 def copy_weights(source, target):
-  """Copies the variables of `source` into `target` by path."""
+  """Copies the variables of `source` into `target` by path.
+
+  Those of `target` that `source` lacks must be of its adaptive branches
+  (`ADAPTIVE_PARTS`; `source` vanilla): they keep their values.
+  """
   values = {v.path[len(source.path):]: v for v in source.variables}
   for v in target.variables:
-    v.assign(values[v.path[len(target.path):]])
+    key = v.path[len(target.path):]
+    if key in values:
+      v.assign(values[key])
+    elif not any(part in key for part in ADAPTIVE_PARTS):
+      raise ValueError(f"{source.name} has no variable {key!r}")
 
 
 def machine():
@@ -219,31 +258,73 @@ def median_ratio(times, numerator, denominator):
                          np.asarray(times[denominator])))
 
 
-def network_benchmark(images):
-  """Timings at each halting pattern, batch size and FLOPs target."""
-  kwargs = {"model": FLAGS.model, "base_channels": FLAGS.base_channels}
-  vanilla = models.imagenet_resnet(model_type="vanilla", **kwargs)
-  dense = models.imagenet_resnet(model_type="sact", **kwargs)
-  sparse = {k: models.imagenet_resnet(model_type="sact", execution="sparse",
+def _models(model_type):
+  """The dense model of a family and its sparse ones (per kernels), built."""
+  kwargs = {"model": FLAGS.model, "base_channels": FLAGS.base_channels,
+            "model_type": model_type}
+  dense = models.imagenet_resnet(**kwargs)
+  sparse = {k: models.imagenet_resnet(execution="sparse",
                                       sparse_config=sparse_config(k),
                                       **kwargs)
             for k in FLAGS.sparse_kernels}
-  for model in [vanilla, dense, *sparse.values()]:
+  for model in [dense, *sparse.values()]:
     model.build((None, FLAGS.image_size, FLAGS.image_size, 3))
-  halting_calibration.set_batch_norm_statistics(dense, images)
-  copy_weights(dense, vanilla)
-  for model in sparse.values():
-    copy_weights(dense, model)
-  optimized = {"vanilla_opt": inference.optimize(vanilla),
-               **{f"sparse_{k}_opt": inference.optimize(m)
-                  for k, m in sparse.items()}}
-  functions = {"vanilla": vanilla, "dense": dense,
-               **{f"sparse_{k}": m for k, m in sparse.items()}, **optimized}
+  return dense, sparse
+
+
+def _functions(named_models):
+  """`{name: tf.function of the model at inference}`."""
+  return {name: tf.function(lambda x, m=m: m(x, training=False))
+          for name, m in named_models.items()}
+
+
+def network_benchmark(images):
+  """Timings of each family at each batch size and FLOPs target.
+
+  One vanilla network (batch norm statistics from `images`) gives every
+  family its weights and is timed with each, with Keras' ResNet.
+  """
+  vanilla = models.imagenet_resnet(model_type="vanilla", model=FLAGS.model,
+                                   base_channels=FLAGS.base_channels)
+  vanilla.build((None, FLAGS.image_size, FLAGS.image_size, 3))
+  halting_calibration.set_batch_norm_statistics(vanilla, images)
+  baseline = {"vanilla": vanilla}
   reference = keras_resnet(images)
   if reference is not None:
-    functions["keras"] = reference
-  functions = {name: tf.function(lambda x, m=m: m(x, training=False))
-               for name, m in functions.items()}
+    baseline["keras"] = reference
+  baseline = _functions(baseline)
+  rows = []
+  if "sact" in FLAGS.families:
+    rows += sact_benchmark(images, vanilla, baseline)
+  if "sampling" in FLAGS.families:
+    rows += sampling_benchmark(images, vanilla, baseline)
+  return rows
+
+
+def sact_benchmark(images, vanilla, baseline):
+  """SACT's rows: each halting pattern, batch size and FLOPs target.
+
+  Also times the inference-optimised vanilla and sparse networks.
+  """
+  dense, sparse = _models("sact")
+  copy_weights(vanilla, dense)
+  # The halting heads' own batch norms, on the network's features.
+  halting_calibration.set_batch_norm_statistics(dense, images, "halting")
+  optimized = {f"sparse_{k}_opt": inference.optimize(m)
+               for k, m in sparse.items()}
+  functions = dict(baseline, **_functions(
+      {"dense": dense, **{f"sparse_{k}": m for k, m in sparse.items()},
+       "vanilla_opt": inference.optimize(vanilla), **optimized}))
+
+  def sync():
+    for k, model in sparse.items():
+      copy_weights(dense, model)
+      inference.fold_weights(model, optimized[f"sparse_{k}_opt"])
+
+  def statistics(outputs):
+    return {"mean_units": {b.name: float(np.mean(
+        outputs[f"{b.name}/num_units"])) for b in dense.blocks}}
+
   rows = []
   for pattern in FLAGS.halting:
     if pattern == "blob":
@@ -251,32 +332,77 @@ def network_benchmark(images):
     else:
       halting_calibration.randomize_halting(dense, FLAGS.seed)
     for batch in [int(b) for b in FLAGS.batch_sizes]:
-      rows += _pattern_rows(pattern, batch, images, dense, sparse, optimized,
-                            functions)
+      rows += _target_rows({"family": "sact", "halting": pattern}, batch,
+                           images, dense, functions, sync, statistics)
   return rows
 
 
-def _pattern_rows(pattern, batch, images, dense, sparse, optimized,
-                  functions):
-  """The rows of one halting pattern and batch size, one per FLOPs target."""
+def sampling_benchmark(images, vanilla, baseline):
+  """The sampling family's rows: each batch size and FLOPs target.
+
+  The vanilla network's weights, random 3x3 mask convolutions
+  (`halting_calibration.randomize_sampling`) and one mask bias, shared by
+  every mask, bisected to the target (`tune_sampling_bias`). The masked
+  computation (`dense`) and sparse execution are timed.
+  """
+  dense, sparse = _models("sampling")
+  copy_weights(vanilla, dense)
+  halting_calibration.randomize_sampling(dense, FLAGS.seed)
+  functions = dict(baseline, **_functions(
+      {"dense": dense, **{f"sparse_{k}": m for k, m in sparse.items()}}))
+
+  def sync():
+    for model in sparse.values():
+      copy_weights(dense, model)
+
+  def statistics(outputs):
+    return {"density": {b.name: float(np.mean(
+        outputs[f"{b.name}/sampling_density"])) for b in dense.blocks}}
+
+  return [row for batch in [int(b) for b in FLAGS.batch_sizes]
+          for row in _target_rows({"family": "sampling"}, batch, images,
+                                  dense, functions, sync, statistics)]
+
+
+def set_target(family, dense, fraction, batch_images, vanilla_flops):
+  """Sets the shared bias of a family's model for a FLOPs target.
+
+  1.0 and above: nothing halts, every position is sampled; 0: the floor
+  (see `--flops_fractions`); otherwise the bias is bisected.
+  """
+  set_bias, tune, full, floor = CALIBRATIONS[family]
+  if fraction >= 1.0:
+    set_bias(dense, full)
+  elif fraction == 0.0:
+    set_bias(dense, floor)
+  else:
+    tune(dense, batch_images, fraction * vanilla_flops)
+
+
+def _target_rows(labels, batch, images, dense, functions, sync, statistics):
+  """The rows of one family (and pattern) and batch size, one per target.
+
+  Args:
+    labels: dict, the row's first entries (`family`, `halting`).
+    batch: int.
+    images: numpy `[count, H, W, 3]`.
+    dense: the family's dense model, whose bias is set per target.
+    functions: `{name: function of the images}`: `vanilla`, `dense`,
+      `sparse_*`, optionally `vanilla_opt` and `keras`.
+    sync: `sync()` copies `dense`'s weights to the sparse models.
+    statistics: `statistics(dense outputs)`: dict of the row's family
+      statistics.
+  """
   batch_images = tf.constant(images[:batch])
   vanilla_flops = float(np.mean(functions["vanilla"](batch_images)["flops"]))
+  sparse_names = [name for name in functions if name.startswith("sparse_")]
   rows = []
   for fraction in [float(f) for f in FLAGS.flops_fractions]:
-    if fraction >= 1.0:
-      halting_calibration.set_halting_bias(dense, FULL_FLOPS_BIAS)
-    elif fraction == 0.0:
-      halting_calibration.set_halting_bias(dense, FIRST_UNITS_BIAS)
-    else:
-      halting_calibration.tune_halting_bias(dense, batch_images,
-                                            fraction * vanilla_flops)
-    for k, model in sparse.items():
-      copy_weights(dense, model)
-      inference.fold_weights(model, optimized[f"sparse_{k}_opt"])
+    set_target(labels["family"], dense, fraction, batch_images,
+               vanilla_flops)
+    sync()
     outputs = {name: fn(batch_images) for name, fn in functions.items()}
     flops = float(np.mean(outputs["dense"]["flops"]))
-    sparse_names = [f"sparse_{k}" for k in sparse]
-    sparse_names += [f"{name}_opt" for name in sparse_names]
     # The optimised models round differently (folded weights), so a
     # position within float rounding of the halting threshold may halt one
     # unit apart: their difference is reported, not asserted.
@@ -286,16 +412,15 @@ def _pattern_rows(pattern, batch, images, dense, sparse, optimized,
         for name in sparse_names}
     times = time_interleaved(functions, (batch_images,), FLAGS.repeats,
                              FLAGS.warmup)
-    row = {"halting": pattern, "batch": batch, "target": fraction,
-           "flops_fraction": flops / vanilla_flops,
-           "ms_per_image": {k: 1000 * float(np.median(t)) / batch
-                            for k, t in times.items()},
-           "dense_vs_vanilla": median_ratio(times, "dense", "vanilla"),
-           "vanilla_opt_vs_vanilla": median_ratio(times, "vanilla_opt",
-                                                  "vanilla"),
-           "mean_units": {b.name: float(np.mean(
-               outputs["dense"][f"{b.name}/num_units"]))
-                          for b in dense.blocks}}
+    row = dict(labels, batch=batch, target=fraction,
+               flops_fraction=flops / vanilla_flops,
+               ms_per_image={k: 1000 * float(np.median(t)) / batch
+                             for k, t in times.items()},
+               dense_vs_vanilla=median_ratio(times, "dense", "vanilla"),
+               **statistics(outputs["dense"]))
+    if "vanilla_opt" in times:
+      row["vanilla_opt_vs_vanilla"] = median_ratio(times, "vanilla_opt",
+                                                   "vanilla")
     if "keras" in times:
       row["vs_keras"] = {name: median_ratio(times, name, "keras")
                          for name in times if name != "keras"}
@@ -491,7 +616,8 @@ def _scatter_chain(scatter_fn, indices, updates):
 
 def format_network_row(row):
   ms = row["ms_per_image"]
-  text = (f"{row['halting']} batch {row['batch']:2d}  FLOPs "
+  family = " ".join(row[k] for k in ("family", "halting") if k in row)
+  text = (f"{family} batch {row['batch']:2d}  FLOPs "
           f"{100 * row['flops_fraction']:5.1f}%  ms/img")
   for name, value in ms.items():
     text += f"  {name} {value:.1f}"
@@ -530,6 +656,10 @@ def main(argv):
   try:
     for k in FLAGS.sparse_kernels:
       sparse_config(k)
+    for family in FLAGS.families:
+      if family not in FAMILIES:
+        raise ValueError(f"--families takes {', '.join(FAMILIES)}, "
+                         f"received {family!r}")
     for pattern in FLAGS.halting:
       if pattern not in HALTING_PATTERNS:
         raise ValueError(f"--halting takes {', '.join(HALTING_PATTERNS)}, "
@@ -551,7 +681,7 @@ def main(argv):
   report = {"machine": machine(),
             "settings": {k: FLAGS[k].value for k in (
                 "model", "base_channels", "image_size", "batch_sizes",
-                "flops_fractions", "sparse_kernels", "sparse_config",
+                "families", "flops_fractions", "sparse_kernels", "sparse_config",
                 "halting", "keras_model", "repeats", "images", "seed")}}
   print(f"{report['machine']}")
   if FLAGS.network_benchmark:

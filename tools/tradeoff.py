@@ -8,8 +8,10 @@ Each argument is an evaluated run directory of `tools/train.py` (see
 (its LesionResNet points). Every run or study is a point of a family:
 
 * vanilla networks (one point per depth `model`), stochastic-depth networks
-  (per `p_L` and depth), ACT and SACT (per `tau`), each point the mean and
-  standard deviation over the runs that differ only in `--seed`;
+  (per `p_L` and depth), ACT and SACT (per `tau`), stochastic feature
+  sampling (`--model_type=sampling`, per `--sparse_loss_weight`), each
+  point the mean and standard deviation over the runs that differ only in
+  `--seed`;
 * LesionResNet from a vanilla or a stochastic-depth network (per source
   depth and FLOPs budget), over the seeds of the source runs.
 
@@ -37,7 +39,8 @@ from sact_tf.viz import tradeoff_charts
 
 STUDY_FILE = "lesion_study.json"
 FAMILY_NAMES = {"vanilla": "vanilla", "act": "ACT",
-                "act_early_stopping": "ACT (early stopping)", "sact": "SACT"}
+                "act_early_stopping": "ACT (early stopping)", "sact": "SACT",
+                "sampling": "sampling"}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None,
@@ -55,6 +58,8 @@ def run_points(run_dir):
     if row["stochastic_depth"] < 1:
       family = f"stochastic depth p_L={row['stochastic_depth']:g}"
     point = f"model={row['model']}"
+  elif row["model_type"] == "sampling":
+    point = f"weight={row['sparse_loss_weight']:g}"
   else:
     point = f"tau={row['tau']:g}"
   return [(family, point, row["seed"], row["flops"], row["accuracy"])]

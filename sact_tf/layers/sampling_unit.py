@@ -32,11 +32,12 @@ class SamplingUnit(keras.layers.Layer):
   the CIFAR unit's `conv2` after its biases) `RbfInterpolation`
   reconstructs the skipped positions; the shortcut is untouched. This is
   the masked (dense) computation: every position is computed, then mixed.
-  Given a `sparse_config` at inference with deterministic masks, a stride-1
-  unit computes only the sampled positions and the interpolation only
-  where it is needed (`sact_tf.sparse.sampling_rows`), with the same
-  outputs up to float rounding and the same FLOPs; strided units run
-  masked.
+  Given a `sparse_config` at inference with deterministic masks, the unit
+  (strided or not) computes its convolutions only at the sampled positions
+  and fills in the interpolation only where it is needed, its kernel sums
+  read from one depthwise convolution of the map
+  (`sact_tf.sparse.sampling_rows`), with the same outputs up to float
+  rounding and the same FLOPs.
 
   FLOPs, per image, counted as a sparse execution computes them:
 

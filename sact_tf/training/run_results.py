@@ -17,9 +17,10 @@ METRICS_FILE = os.path.join("eval", "metrics.json")
 
 
 def vanilla_flops(config):
-  """FLOPs per image of the run's network without halting (int)."""
+  """FLOPs per image of the network without halting or sampling (int)."""
   vanilla = dict(config, model_kwargs=dict(
-      config["model_kwargs"], model_type="vanilla", tau=None))
+      config["model_kwargs"], model_type="vanilla", tau=None,
+      sparse_loss_weight=None))
   model = run_config.build_model(vanilla)
   size = config["image_size"]
   outputs = model(tf.zeros([1, size, size, 3]), training=False)
@@ -31,11 +32,14 @@ def run_row(run_dir):
 
   Returns:
     dict: `run` (the directory's name), `model_type`, `model` (the depth
-    string), `tau` (None for vanilla), `stochastic_depth` (`p_L`, 1 when
-    unused), `seed`, `accuracy`, `flops` (mean per image),
-    `flops_fraction` (of the same network without halting), and the mean
-    ponder cost on the object and the background (`ponder_object`,
-    `ponder_background`; None where not measured).
+    string), `tau` (ACT and SACT; None for the others),
+    `sparse_loss_weight` (sampling; None for the others),
+    `stochastic_depth` (`p_L`, 1 when unused), `seed`, `accuracy`, `flops`
+    (mean per image), `flops_fraction` (of the same network without
+    halting or sampling), the mean ponder cost on the object and the
+    background (`ponder_object`, `ponder_background`) and the mean sampling
+    density there (`density_object`, `density_background`; each None where
+    not measured).
 
   Raises:
     ValueError: not a run directory, or not evaluated.
@@ -49,13 +53,14 @@ def run_row(run_dir):
   with open(path, encoding="utf-8") as f:
     metrics = json.load(f)["metrics"]
   kwargs = config["model_kwargs"]
-  adaptive = kwargs["model_type"] != "vanilla"
+  halting = kwargs["model_type"] not in ("vanilla", "sampling")
   flops = metrics["Total Flops/mean"]
   return {
       "run": os.path.basename(os.path.normpath(run_dir)),
       "model_type": kwargs["model_type"],
       "model": str(kwargs["model"]),
-      "tau": kwargs["tau"] if adaptive else None,
+      "tau": kwargs["tau"] if halting else None,
+      "sparse_loss_weight": kwargs.get("sparse_loss_weight"),
       "stochastic_depth": kwargs.get("stochastic_depth", 1.0),
       "seed": config.get("seed"),
       "accuracy": metrics["eval/Accuracy"],
@@ -64,4 +69,8 @@ def run_row(run_dir):
       "ponder_object": metrics.get("eval/ponder_cost_map/object_mean"),
       "ponder_background": metrics.get(
           "eval/ponder_cost_map/background_mean"),
+      "density_object": metrics.get(
+          "eval/sampling_density_map/object_mean"),
+      "density_background": metrics.get(
+          "eval/sampling_density_map/background_mean"),
   }

@@ -7,7 +7,8 @@ statistics, random halting convolutions, and one halting bias, shared by
 every unit, tuned by bisection so that the network spends a chosen fraction
 of the vanilla network's FLOPs. Halting then varies across the image (the
 3x3 halting convolutions see different features at each position), unlike
-uniform halting.
+uniform halting. The same for the sampling family (Xie et al.): random 3x3
+mask convolutions and one mask bias shared by every mask, tuned likewise.
 """
 
 import keras
@@ -15,17 +16,26 @@ import numpy as np
 import tensorflow as tf
 
 
-def set_batch_norm_statistics(model, images):
-  """Sets every batch norm's moving statistics to those of `images`.
+def set_batch_norm_statistics(model, images, path_contains=None):
+  """Sets the batch norms' moving statistics to those of `images`.
 
   One training-mode pass with momentum 0 (SACT models run it dense, so the
   statistics are over all positions); the momenta are restored after.
+
+  Args:
+    model: a built model.
+    images: float32 `[batch, H, W, 3]`.
+    path_contains: str or None: only the batch norms whose variable paths
+      contain it (e.g. `"halting"`) are set, the others keep their
+      statistics (momentum 1 during the pass). None: all. Defaults to None.
   """
   layers = [l for l in model._flatten_layers()  # pylint: disable=protected-access
             if isinstance(l, keras.layers.BatchNormalization)]
   momenta = [l.momentum for l in layers]
   for layer in layers:
-    layer.momentum = 0.0
+    selected = path_contains is None or path_contains in (
+        layer.moving_mean.path)
+    layer.momentum = 0.0 if selected else 1.0
   try:
     model(images, training=True)
   finally:
@@ -98,10 +108,18 @@ def tune_halting_bias(model, images, target_flops, low=-15.0, high=15.0,
   Returns:
     `(bias, flops)`: the bias set on the model and the mean FLOPs it gives.
   """
+  return _tune_bias(model, set_halting_bias, images, target_flops, low, high,
+                    steps, edge_steps)
+
+
+def _tune_bias(model, set_bias, images, target_flops, low, high, steps,
+               edge_steps):
+  """`tune_halting_bias` for any `set_bias(model, value)` whose FLOPs fall
+  as the value grows."""
   run = tf.function(lambda x: model(x, training=False)["flops"])
 
   def flops_at(bias):
-    set_halting_bias(model, bias)
+    set_bias(model, bias)
     return run(images).numpy()
 
   top = high
@@ -127,6 +145,60 @@ def tune_halting_bias(model, images, target_flops, low=-15.0, high=15.0,
       outside = middle
   bias = (high + inside) / 2
   return bias, float(np.mean(flops_at(bias)))
+
+
+def _mask_variables(model):
+  """The kernels and biases of the sampling family's mask convolutions."""
+  return [v for v in model.variables
+          if "/mask_" in v.path and "/conv/" in v.path]
+
+
+def randomize_sampling(model, seed=0, bias=None):
+  """Random mask convolutions, so that sampling varies like a trained one's.
+
+  Every `SamplingMask` kernel (3x3, to one channel) is drawn from
+  `N(0, 1 / fan_in)`: the mask logits then vary across positions and
+  images with the unit's normalised input.
+
+  Args:
+    model: a built `"sampling"` model.
+    seed: int, the draw. Defaults to 0.
+    bias: float or None: the value of every mask bias; None leaves them.
+      Defaults to None.
+  """
+  rng = np.random.default_rng(seed)
+  for v in _mask_variables(model):
+    if v.path.endswith("/weights"):
+      std = 1 / np.sqrt(int(np.prod(v.shape[:-1])))
+      v.assign(rng.normal(0, std, v.shape).astype(v.dtype))
+    elif bias is not None:
+      v.assign(np.full(v.shape, bias, v.dtype))
+
+
+def set_sampling_bias(model, bias):
+  """Sets the bias of every mask convolution of a `"sampling"` model."""
+  for v in _mask_variables(model):
+    if not v.path.endswith("/weights"):
+      v.assign(np.full(v.shape, bias, v.dtype))
+
+
+def tune_sampling_bias(model, images, target_flops, low=-15.0, high=15.0,
+                       steps=20, edge_steps=10):
+  """Sets the shared mask bias so the mean FLOPs reach `target_flops`.
+
+  As `tune_halting_bias` (bisection, then the middle of the FLOPs
+  plateau), for a `"sampling"` model, whose FLOPs grow with the bias: a
+  position is sampled where its logit `>= 0`. Targets below the FLOPs of
+  the grid prior alone (every mask logit negative) or above those of
+  sampling everything end at the interval's edge.
+
+  Returns:
+    `(bias, flops)`: the bias set on the model and the mean FLOPs it gives.
+  """
+  bias, flops = _tune_bias(
+      model, lambda m, b: set_sampling_bias(m, -b), images, target_flops,
+      -high, -low, steps, edge_steps)
+  return -bias, flops
 
 
 def blob_halting(model, images, seed=0, ridge=1e-2):
