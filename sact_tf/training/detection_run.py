@@ -80,11 +80,6 @@ def build_detector(config, execution=None):
   return detector
 
 
-def scale_images(images):
-  """uint8 images -> float32 in [-1, 1], the backbone's input."""
-  return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
 def load_split(config, split, num_examples=None):
   """Images (uint8), boxes and labels of a split, checked."""
   data = DATASETS[config["dataset"]].load(split)
@@ -103,7 +98,7 @@ def train_dataset(config):
   dataset = dataset.shuffle(len(images), seed=config["seed"]).repeat()
 
   def example(image, box, label):
-    image = scale_images(image)
+    image = box_ops.scale_images(image)
     if config["flip"]:
       image, box = box_ops.random_flip_left_right(image, box)
     return image, {"boxes": box, "labels": label}
@@ -188,6 +183,24 @@ def run_config_json(directory):
   return config
 
 
+def is_detection_run(path):
+  """Whether `path` is a run directory (or checkpoint) of a detection run.
+
+  True when the `config.json` next to its checkpoint has `backbone_kwargs`;
+  False for anything else (classification runs, original checkpoints,
+  paths without a checkpoint).
+  """
+  try:
+    prefix = checkpoint_io.find_checkpoint(path)
+  except ValueError:
+    return False
+  try:
+    run_config_json(os.path.dirname(prefix))
+  except (ValueError, json.JSONDecodeError):
+    return False
+  return True
+
+
 def restore(checkpoint_dir, execution=None):
   """The detector of a run directory (or checkpoint prefix) and its config."""
   prefix = checkpoint_io.find_checkpoint(checkpoint_dir)
@@ -222,7 +235,7 @@ def evaluate(detector, config, split="test", num_examples=None,
   found = {}
   for start in range(0, len(images), batch_size):
     batch = detector_lib.detect(
-        detector, scale_images(images[start:start + batch_size]))
+        detector, box_ops.scale_images(images[start:start + batch_size]))
     for key, value in batch.items():
       found.setdefault(key, []).append(value.numpy())
   found = {k: np.concatenate(v) for k, v in found.items()}
