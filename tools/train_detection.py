@@ -5,6 +5,16 @@ Offline quick start (digit scenes, a few minutes on 2 CPU cores):
   python tools/train_detection.py --config=detection_digits_sact \
       --train_log_dir=/tmp/det_sact
 
+COCO 2017 from its own files (or `--tfds_data_dir` with `coco/2017`
+prepared); a ResNet-101 backbone needs a GPU:
+
+  python tools/train_detection.py --dataset=coco --model=101 \
+      --base_channels=64 --model_type=sact --tau=0.005 \
+      --coco_annotations=coco/annotations/instances_train2017.json \
+      --coco_images=coco/train2017 \
+      --eval_coco_annotations=coco/annotations/instances_val2017.json \
+      --eval_coco_images=coco/val2017 --train_log_dir=/tmp/det_coco
+
 Settings come from the flags given, then the `--config` preset
 (`configs/<name>.json` or a path), then `detection_run.DEFAULTS`. The run
 directory gets `config.json` and checkpoints; re-running the command
@@ -36,7 +46,28 @@ flags.DEFINE_string("config", None, "A preset: a name in configs/ "
                     "(detection_digits_sact, ...) or a JSON file.")
 flags.DEFINE_string("train_log_dir", None,
                     "Directory for checkpoints and config.json.")
-flags.DEFINE_string("dataset", None, "digit_scenes (default; offline).")
+flags.DEFINE_string("dataset", None,
+                    "digit_scenes (default; offline) or coco (COCO 2017: "
+                    "--coco_annotations and --coco_images, or "
+                    "--tfds_data_dir).")
+flags.DEFINE_integer("image_size", None,
+                     "Input size S: images are fitted into S x S (aspect "
+                     "ratio kept, padded). Default: 64 digit_scenes, 512 "
+                     "coco.")
+flags.DEFINE_string("coco_annotations", None,
+                    "COCO's training annotation file "
+                    "(annotations/instances_train2017.json).")
+flags.DEFINE_string("coco_images", None,
+                    "COCO's training image folder (train2017).")
+flags.DEFINE_string("eval_coco_annotations", None,
+                    "COCO's evaluation annotation file "
+                    "(annotations/instances_val2017.json).")
+flags.DEFINE_string("eval_coco_images", None,
+                    "COCO's evaluation image folder (val2017).")
+flags.DEFINE_string("tfds_data_dir", None,
+                    "tensorflow-datasets' data directory with coco/2017 "
+                    "prepared (without --coco_annotations; nothing is "
+                    "downloaded).")
 flags.DEFINE_string("model_type", None,
                     "vanilla (default), act, act_early_stopping or sact.")
 flags.DEFINE_string("model", None,
