@@ -143,6 +143,17 @@ def write_run(directory, family="imagenet", model_type="sact", depth=None,
   return model
 
 
+def summary_tags(directory):
+  """`{tag: [(step, value), ...]}` of the TensorBoard events in `directory`."""
+  tags = {}
+  for path in tf.io.gfile.glob(str(directory / "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append(
+            (event.step, tf.make_ndarray(value.tensor)))
+  return tags
+
+
 _EXPORTS = {}
 
 

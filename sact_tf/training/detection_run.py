@@ -8,8 +8,9 @@ latest checkpoint and evaluation needs only the directory.
 """
 
 import json
-import math
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -24,7 +25,10 @@ from sact_tf.detection import coco_evaluation
 from sact_tf.detection import detector as detector_lib
 from sact_tf.models.imagenet_resnet import WEIGHT_DECAY
 from sact_tf.training import checkpoint_io
+from sact_tf.training import loop
 from sact_tf.training import run_config
+from sact_tf.training import strategies
+from sact_tf.training import summaries
 from sact_tf.utils import files
 
 # Classes and default image size of each dataset.
@@ -49,11 +53,13 @@ DEFAULTS = {
     "fpn_batch_norm": True,
     "batch_size": 16, "max_number_of_steps": 1000, "learning_rate": 1e-3,
     "flip": False, "finetune_path": None, "checkpoint_every": 100,
-    "seed": 0, "config": None,
+    "seed": 0, "strategy": "default", "config": None,
 }
 _BACKBONE_KEYS = ("model", "model_type", "base_channels", "tau", "eps",
                   "weight_decay", "execution")
 _STEP = "global_step"
+# Settings a resumed run may change.
+_RESUME_MAY_CHANGE = ("max_number_of_steps", "strategy")
 
 
 def make_config(settings):
@@ -83,6 +89,9 @@ def make_config(settings):
     if not isinstance(config[key], int) or config[key] < 1:
       raise ValueError(f"--{key} must be a positive integer, received "
                        f"{config[key]!r}")
+  if config["strategy"] not in strategies.STRATEGIES:
+    raise ValueError(f"unknown strategy {config['strategy']!r}; known: "
+                     f"{', '.join(strategies.STRATEGIES)}")
   run_config.check_tau_and_finetune_path(config)
   config.update(num_classes=spec["num_classes"],
                 backbone_kwargs={k: config.pop(k) for k in _BACKBONE_KEYS})
@@ -234,44 +243,117 @@ class _Checkpoints(keras.callbacks.Callback):
       self.model.stop_training = True
 
 
-def train(config, train_log_dir):
-  """Trains (or resumes) a run; returns `(detector, final step)`."""
+class _Summaries(keras.callbacks.Callback):
+  """TensorBoard summaries every `every_secs` seconds and at the end.
+
+  Scalars: the losses of the step (`losses/loss`, the total with the
+  ponder cost loss; `losses/bbox_regression_loss`,
+  `losses/cls_logits_loss`), `learning_rate`, and
+  the backbone's computation on a fixed batch of training images
+  (`flops`, the mean FLOPs per image; `ponder_cost/<block>`); for SACT the
+  original's heatmap images of that batch (`heatmaps/ponder_cost`,
+  `heatmaps/num_units`, `summaries.heatmap_images`).
+  """
+
+  def __init__(self, writer, step, every_secs, total, images):
+    super().__init__()
+    self.writer, self.step, self.every_secs, self.total = (writer, step,
+                                                           every_secs, total)
+    self.images = images
+    self.last = time.time()
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(self.step.numpy())
+    now = time.time()
+    if now - self.last < self.every_secs and step < self.total:
+      return
+    self.last = now
+    encoder = detector_lib.image_encoder(self.model)
+    outputs = encoder(self.images, training=False)
+    scalars = {f"losses/{name}": float(value)
+               for name, value in (logs or {}).items()}
+    scalars["learning_rate"] = float(
+        keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+    scalars["flops"] = float(np.mean(outputs["flops"]))
+    for block in encoder.resnet.blocks:
+      cost = outputs.get(f"{block.name}/ponder_cost")
+      if cost is not None:
+        scalars[f"ponder_cost/{block.name}"] = float(np.mean(cost))
+    images = None
+    if encoder.model_type == "sact":
+      images = summaries.heatmap_images(encoder.resnet, self.images, outputs)
+    summaries.write(self.writer, step, scalars, images)
+
+
+def train(config, train_log_dir, strategy=None, save_summaries_secs=30):
+  """Trains (or resumes) a run; returns `(detector, final step)`.
+
+  Args:
+    config: dict, a `make_config` configuration, saved as `config.json`.
+    train_log_dir: str, checkpoints, summaries and `config.json`.
+    strategy: `tf.distribute.Strategy` or None (the default strategy).
+      With several workers, the chief writes the run's files.
+    save_summaries_secs: int, seconds between TensorBoard summaries.
+  """
   check_data(config, "train")
+  strategy = strategy or tf.distribute.get_strategy()
+  chief = loop.is_chief(strategy)
   os.makedirs(train_log_dir, exist_ok=True)
   path = run_config.config_path(train_log_dir)
   if os.path.exists(path):
-    # More steps may be asked for; nothing else may change (settings added
-    # after the run was written keep their defaults).
+    # More steps or another strategy may be asked for; nothing else may
+    # change (settings added after the run was written keep their defaults).
     current = json.loads(json.dumps(config))
     stored = {**current, **run_config_json(train_log_dir),
-              "max_number_of_steps": config["max_number_of_steps"]}
+              **{k: current[k] for k in _RESUME_MAY_CHANGE}}
     if stored != current:
       raise ValueError(f"{train_log_dir!r} holds a run with another "
                        f"configuration; use a new --train_log_dir")
+  output_dir = train_log_dir if chief else tempfile.mkdtemp()
+  try:
+    return _train(config, train_log_dir, output_dir, strategy,
+                  save_summaries_secs)
+  finally:
+    if not chief:
+      shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _train(config, train_log_dir, output_dir, strategy, save_summaries_secs):
+  """`train` once the run directory is checked."""
   keras.utils.set_random_seed(config["seed"])
-  detector = build_detector(config)
-  detector.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
-  detector.optimizer.build(detector.trainable_variables)
-  step = tf.Variable(0, dtype=tf.int64, name=_STEP)
+  with strategy.scope():
+    detector = build_detector(config)
+    detector.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]))
+    detector.optimizer.build(detector.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64, name=_STEP)
   checkpoint = checkpoint_io.make_checkpoint(
       detector, optimizer=detector.optimizer, global_step=step)
   manager = tf.train.CheckpointManager(
-      checkpoint, train_log_dir, 2, checkpoint_name=checkpoint_io.CHECKPOINT_NAME)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      checkpoint, output_dir, 2, checkpoint_name=checkpoint_io.CHECKPOINT_NAME)
+  latest = tf.train.latest_checkpoint(train_log_dir)
+  if latest:
+    with strategy.scope():
+      checkpoint.restore(latest).assert_existing_objects_matched()
   elif config["finetune_path"]:
     count = checkpoint_io.initialize_from(
         detector_lib.image_encoder(detector).resnet, config["finetune_path"],
         load_halting=True)
     print(f"Backbone: {count} variables from {config['finetune_path']}")
-  run_config.write_config(train_log_dir, config)
+  if output_dir == train_log_dir:
+    run_config.write_config(train_log_dir, config)
   remaining = config["max_number_of_steps"] - int(step.numpy())
   if remaining > 0:
+    sample = next(iter(examples(config, "train", summaries.HEATMAP_IMAGES,
+                                log=lambda line: None).batch(
+                                    summaries.HEATMAP_IMAGES)))[0]
     detector.fit(
         train_dataset(config), steps_per_epoch=remaining, epochs=1,
-        verbose=0, callbacks=[_Checkpoints(
-            manager, step, config["checkpoint_every"],
-            config["max_number_of_steps"])])
+        verbose=0, callbacks=[
+            _Checkpoints(manager, step, config["checkpoint_every"],
+                         config["max_number_of_steps"]),
+            _Summaries(tf.summary.create_file_writer(output_dir), step,
+                       save_summaries_secs, config["max_number_of_steps"],
+                       box_ops.scale_images(sample))])
   return detector, int(step.numpy())
 
 
