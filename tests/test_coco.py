@@ -172,6 +172,59 @@ def test_tfds_examples_and_fail_fast(tmp_path):
     coco.check_tfds(str(tmp_path))
 
 
+class FakeCocoBuilder:
+  """tensorflow-datasets' `coco/2017` builder, prepared, with 3 images.
+
+  The second image has a crowd box only, the third no object.
+  """
+
+  def __init__(self):
+    self.splits = []
+
+  def is_prepared(self):
+    return True
+
+  def as_dataset(self, split, decoders=None, shuffle_files=False,
+                 read_config=None):
+    del decoders, shuffle_files, read_config
+    self.splits.append(split)
+
+    def example(size, boxes, labels, crowd):
+      return {"image": np.zeros(size + (3,), np.uint8), "objects": {
+          "bbox": np.array(boxes, np.float32).reshape(-1, 4),
+          "label": np.array(labels, np.int64),
+          "is_crowd": np.array(crowd, bool)}}
+
+    examples = [example((40, 80), [[0.1, 0.1, 0.5, 0.5]], [7], [False]),
+                example((20, 20), [[0, 0, 1, 1]], [1], [True]),
+                example((30, 30), [], [], [])]
+    return tf.data.Dataset.from_generator(
+        lambda: iter(examples), output_signature={
+            "image": tf.TensorSpec([None, None, 3], tf.uint8),
+            "objects": {"bbox": tf.TensorSpec([None, 4], tf.float32),
+                        "label": tf.TensorSpec([None], tf.int64),
+                        "is_crowd": tf.TensorSpec([None], tf.bool)}})
+
+
+def test_tfds_dataset_skips_and_counts(monkeypatch):
+  builder = FakeCocoBuilder()
+  monkeypatch.setattr(coco.tfds, "builder", lambda name, data_dir: builder)
+  logged = []
+  out = list(coco.tfds_dataset("test", SIZE, "data", log=logged.append)
+             .as_numpy_iterator())
+  assert logged == ["coco/2017 validation: skipped 2 of 3 images without "
+                    "annotations (crowd boxes ignored)"]
+  assert builder.splits == ["validation", "validation"] and len(out) == 1
+  image, boxes, labels, size = out[0]
+  assert image.shape == (SIZE, SIZE, 3)
+  np.testing.assert_allclose(boxes[0], [3.2, 6.4, 16, 32], rtol=1e-6)
+  np.testing.assert_array_equal(labels[:2], [7, -1])
+  np.testing.assert_array_equal(size, [40, 80])
+  training = coco.tfds_dataset("train", SIZE, "data", train_seed=1,
+                               log=lambda line: None)
+  assert len(list(training.take(3).as_numpy_iterator())) == 3  # Repeated.
+
+
 def _coco_config(fake_coco, **settings):
   return detection_run.make_config({
       **helpers.TINY_DETECTION_RUN, "dataset": "coco", "image_size": SIZE,

@@ -270,15 +270,16 @@ def tfds_dataset(split, image_size, tfds_data_dir, train_seed=None,
   builder = check_tfds(tfds_data_dir)
   name = TFDS_SPLITS[split]
   annotations = builder.as_dataset(
-      name, decoders={"image": tfds.decode.SkipDecoding()})
-  empty = int(annotations.reduce(np.int64(0), lambda count, e: count + tf.cast(
-      tf.logical_not(has_objects(e)), tf.int64)))
-  log(f"{TFDS_NAME} {name}: skipped {empty} of "
-      f"{builder.info.splits[name].num_examples} images without annotations "
-      f"(crowd boxes ignored)")
+      split=name, decoders={"image": tfds.decode.SkipDecoding()})
+  total, empty = annotations.reduce(
+      (np.int64(0), np.int64(0)), lambda counts, e: (
+          counts[0] + 1,
+          counts[1] + tf.cast(tf.logical_not(has_objects(e)), tf.int64)))
+  log(f"{TFDS_NAME} {name}: skipped {int(empty)} of {int(total)} images "
+      f"without annotations (crowd boxes ignored)")
   training = train_seed is not None
   examples = builder.as_dataset(
-      name, shuffle_files=training,
+      split=name, shuffle_files=training,
       read_config=tfds.ReadConfig(shuffle_seed=train_seed)).filter(
           has_objects)
   if training:
