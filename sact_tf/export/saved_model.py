@@ -11,7 +11,11 @@
   preprocess_for_eval`. Images of more than `MAX_IMAGE_PIXELS` pixels are
   rejected before they are decoded.
 
-Both return the outputs of `serving_outputs`. The variables are tracked with
+Both return the outputs of `serving_outputs`. Detectors
+(`export_detector`) have the same two signatures: `images` float32 in
+[-1, 1], `image_bytes` fitted into S x S (`box_ops.detection_input`), both
+returning `detection_outputs` (boxes of `image_bytes` in the files'
+pixels). The variables are tracked with
 `keras.export.ExportArchive`, so the SavedModel loads in TF Serving,
 `saved_model_cli run` and TF1 sessions as well as with `tf.saved_model.load`.
 """
