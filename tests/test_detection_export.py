@@ -74,6 +74,25 @@ def test_detect_runs_the_backbone_once_with_the_detectors_outputs(
                         *(f"{b}/ponder_cost" for b in BLOCKS)}
 
 
+def test_optimized_detector_gives_the_same_detections(export):
+  """Batch norms folded: the detections up to float32 rounding."""
+  detector, _, _, _ = export
+  optimized = detector_lib.optimize(detector)
+  encoder = detector_lib.image_encoder(optimized)
+  assert encoder.folded_batch_norm and encoder.resnet.folded_batch_norm
+  assert len(optimized.variables) < len(detector.variables) - 40
+  images = box_ops.scale_images(scenes())
+  found = detector_lib.detect(optimized, images)
+  expected = {k: v.numpy() for k, v in detector_lib.detect(
+      detector, images).items()}
+  assert_detections_equal(
+      {"boxes": found["boxes"], "scores": found["confidence"],
+       "classes": found["labels"], "num_detections": found["num_detections"],
+       "flops": found["flops"]}, expected)
+  np.testing.assert_allclose(found["ponder_cost_map"],
+                             expected["ponder_cost_map"], atol=1e-5)
+
+
 def test_signatures_equal_detect(export):
   detector, _, path, signatures = export
   assert os.listdir(os.path.dirname(path)) == ["1"]
@@ -85,7 +104,8 @@ def test_signatures_equal_detect(export):
   assert set(outputs) == {"boxes", "scores", "classes", "num_detections",
                           "flops", "ponder_cost_map",
                           *(b + "_ponder_cost" for b in BLOCKS)}
-  # The in-memory detector runs densely, the export sparsely.
+  # The in-memory detector runs densely, the export sparsely, batch norms
+  # folded.
   expected = {k: v.numpy() for k, v in detector_lib.detect(
       detector, images).items()}
   assert expected["num_detections"].min() > 0
@@ -150,7 +170,8 @@ def test_tool_exports_a_vanilla_detection_run(tmp_path):
       f"--checkpoint_dir={tmp_path / 'run'}",
       f"--export_dir={tmp_path / 'models'}"])
   assert result.returncode == 0, result.stderr
-  assert "(detector, vanilla backbone)" in result.stdout
+  assert "(detector, vanilla backbone, inference-optimised)" in (
+      result.stdout)
   assert "returning boxes, scores, classes, num_detections" in result.stdout
   loaded = tf.saved_model.load(str(tmp_path / "models" / "1"))
   outputs = loaded.signatures["serving_default"].structured_outputs

@@ -15,7 +15,8 @@ a detector: `images` are float32 in [-1, 1] and `image_bytes` are fitted
 into the run's image size (aspect ratio kept, padded); both return `boxes`
 (yxyx pixels of the input, of the file for `image_bytes`), `scores`,
 `classes`, `num_detections`, the backbone's `flops` and, for ACT/SACT,
-`<block>_ponder_cost` and (SACT) `ponder_cost_map`. Examples:
+`<block>_ponder_cost` and (SACT) `ponder_cost_map`; the backbone's batch
+norms are folded unless `--exact`. Examples:
 
   python tools/export_saved_model.py --checkpoint_dir=runs/sact \
       --export_dir=exports/sact --version=1
@@ -70,7 +71,8 @@ def main(argv):
   if "backbone_kwargs" in config:
     model_type = config["backbone_kwargs"]["model_type"]
     kind = f"detector, {model_type} backbone" + (
-        " with sparse execution" if model_type == "sact" else "")
+        " with sparse execution" if model_type == "sact" else "") + (
+            f", {'exact' if FLAGS.exact else 'inference-optimised'}")
     returns = "boxes, scores, classes, num_detections"
   else:
     kind = (f"{config['family']} {config['model_kwargs']['model_type']}, "

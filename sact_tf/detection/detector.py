@@ -14,6 +14,7 @@ from keras_hub.src.layers.modeling.non_max_supression import (
     NonMaxSuppression)
 import tensorflow as tf
 
+from sact_tf import inference
 from sact_tf.detection.adaptive_resnet_backbone import PYRAMID_BLOCKS
 from sact_tf.detection.adaptive_resnet_backbone import AdaptiveResNetBackbone
 
@@ -197,6 +198,19 @@ def detect(detector, images):
   return outputs
 
 
+def _copy(detector, **backbone_kwargs):
+  """A new detector of `detector`'s configuration, backbone args replaced."""
+  kwargs = image_encoder(detector).get_config()
+  for key in ("name", "trainable", "dtype"):
+    kwargs.pop(key, None)
+  kwargs.update(backbone_kwargs)
+  return build_detector(
+      detector.num_classes, kwargs, detector.backbone.min_level,
+      detector.backbone.max_level, detector.anchor_generator.anchor_size,
+      detector.pre_logits_num_conv_layers,
+      detector.backbone.use_fpn_batch_norm)
+
+
 def set_execution(detector, execution):
   """A copy of a detector whose backbone runs with `execution`.
 
@@ -207,15 +221,29 @@ def set_execution(detector, execution):
   Returns:
     A new detector, same configuration and weights.
   """
-  encoder = image_encoder(detector)
-  kwargs = encoder.get_config()
-  for key in ("name", "trainable", "dtype"):
-    kwargs.pop(key, None)
-  kwargs["execution"] = execution
-  copy = build_detector(
-      detector.num_classes, kwargs, detector.backbone.min_level,
-      detector.backbone.max_level, detector.anchor_generator.anchor_size,
-      detector.pre_logits_num_conv_layers,
-      detector.backbone.use_fpn_batch_norm)
+  copy = _copy(detector, execution=execution)
   copy.set_weights(detector.get_weights())
+  return copy
+
+
+def optimize(detector):
+  """The inference-optimised copy of a detector: its backbone's batch norms
+  folded into the convolutions (`sact_tf.inference.optimize`).
+
+  The feature pyramid and the heads keep their weights; the detections
+  equal the detector's up to float32 rounding.
+
+  Args:
+    detector: a `build_detector` detector (built), backbone not folded.
+
+  Returns:
+    A new detector, `folded_batch_norm=True` in its backbone.
+  """
+  copy = _copy(detector, folded_batch_norm=True)
+  for name in ("box_head", "classification_head"):
+    getattr(copy, name).set_weights(getattr(detector, name).get_weights())
+  copy.backbone.feature_pyramid.set_weights(
+      detector.backbone.feature_pyramid.get_weights())
+  inference.fold_weights(image_encoder(detector).resnet,
+                         image_encoder(copy).resnet)
   return copy

@@ -336,8 +336,9 @@ def export_checkpoint(checkpoint_dir, export_dir, version=1, overwrite=False,
   outputs equal up to float32 rounding) unless `exact`; the sampling
   family, which `optimize` does not fold, exactly. A run of
   `tools/train_detection.py` (its `config.json` has `backbone_kwargs`) is
-  exported with `export_detector`, its backbone with sparse execution and
-  its batch norms unfolded (`exact` has no effect). `export_dir` is
+  exported with `export_detector`, its backbone with sparse execution,
+  inference-optimised (`detection.detector.optimize`) unless `exact`.
+  `export_dir` is
   created if needed (and removed again if the export fails).
 
   Args:
@@ -370,6 +371,9 @@ def export_checkpoint(checkpoint_dir, export_dir, version=1, overwrite=False,
       raise ValueError(f"{checkpoint_dir} is a detection run, which keeps no "
                        f"moving averages of the weights; drop --use_ema")
     model, config = detection_run.restore(checkpoint_dir, execution="sparse")
+    if not exact and config["backbone_kwargs"]["model_type"] in (
+        inference.FOLDABLE_TYPES):
+      model = detector_lib.optimize(model)
     write = functools.partial(export_detector, model, path,
                               config["image_size"], overwrite)
   else:
