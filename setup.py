@@ -34,6 +34,8 @@ setuptools.setup(
         "scikit-learn",
         "ai-edge-litert",
         "tensorflow-serving-api~=2.20.0",
+        # COCO's annotation files and detection metrics.
+        "pycocotools",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -17,6 +17,7 @@ import tensorflow as tf
 from sact_tf import models
 from sact_tf.export import saved_model
 from sact_tf.training import checkpoint_io
+from sact_tf.training import detection_run
 from sact_tf.training import run_config
 from sact_tf.utils import halting_calibration
 
@@ -144,6 +145,17 @@ def write_metrics(run_dir, metrics):
       {"checkpoint": "ckpt-1", "global_step": 1, "metrics": metrics}))
 
 
+def summary_tags(directory):
+  """`{tag: [(step, value), ...]}` of the TensorBoard events in `directory`."""
+  tags = {}
+  for path in tf.io.gfile.glob(str(directory / "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append(
+            (event.step, tf.make_ndarray(value.tensor)))
+  return tags
+
+
 _EXPORTS = {}
 
 
@@ -161,4 +173,61 @@ def exported(tmp_path_factory, family="imagenet", model_type="sact"):
     path, _ = saved_model.export_checkpoint(str(base / "run"),
                                             str(base / "models"))
     _EXPORTS[key] = (model, base / "run", path)
+  return _EXPORTS[key]
+
+
+# A tiny detector on the digit scenes (64x64 canvases, 10 classes).
+TINY_DETECTION_RUN = {"model": "1_2_1_1", "base_channels": 4,
+                      "batch_size": 4, "max_number_of_steps": 2,
+                      "checkpoint_every": 2, "head_conv_layers": 0}
+
+
+def write_detection_run(directory, model_type="sact", **settings):
+  """Writes a detection run directory as `detection_run.train` does.
+
+  Its detector has random halting (varying over images and positions), a
+  tame box head (deltas near 0: boxes near their anchors) and a class head
+  whose scores spread below 1 (a few dozen detections above the 0.05
+  threshold per image, no ties at 1.0) instead of training.
+
+  Returns:
+    `(detector, config)`: the detector (dense execution) whose weights
+    were saved, and the run configuration.
+  """
+  config = detection_run.make_config(dict(TINY_DETECTION_RUN,
+                                          model_type=model_type, **settings))
+  keras.utils.set_random_seed(0)
+  detector = detection_run.build_detector(config)
+  if model_type != "vanilla":
+    randomize_halting(detector.backbone.image_encoder.resnet)
+  kernel = detector.box_head.prediction_layer.kernel
+  kernel.assign(kernel * 1e-3)
+  head = detector.classification_head.prediction_layer
+  head.kernel.assign(head.kernel * 0.1)
+  head.bias.assign(tf.fill(head.bias.shape, -7.0))
+  directory.mkdir(parents=True, exist_ok=True)
+  run_config.write_config(str(directory), config)
+  step = tf.Variable(config["max_number_of_steps"], dtype=tf.int64,
+                     name="global_step")
+  tf.train.CheckpointManager(
+      checkpoint_io.make_checkpoint(detector, global_step=step),
+      str(directory), 1, checkpoint_name=checkpoint_io.CHECKPOINT_NAME).save(
+          config["max_number_of_steps"])
+  return detector, config
+
+
+def exported_detector(tmp_path_factory):
+  """A tiny SACT detection run and its SavedModel, made once per session.
+
+  Returns:
+    `(detector, run_dir, version_dir)`; `detector` runs densely, the
+    export sparsely.
+  """
+  key = ("detection", "sact")
+  if key not in _EXPORTS:
+    base = tmp_path_factory.mktemp("detection_sact")
+    detector, _ = write_detection_run(base / "run", "sact")
+    path, _ = saved_model.export_checkpoint(str(base / "run"),
+                                            str(base / "models"))
+    _EXPORTS[key] = (detector, base / "run", path)
   return _EXPORTS[key]

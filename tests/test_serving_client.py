@@ -18,6 +18,7 @@ import threading
 
 import grpc
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
@@ -25,6 +26,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import helpers
 from helpers import REPO
+from sact_tf.data import boxes as box_ops
+from sact_tf.data import digit_scenes
 from sact_tf.data import preprocessing
 from sact_tf.export import serving_client
 
@@ -121,9 +124,8 @@ class FakePredictionService(
     return response
 
 
-@pytest.fixture(scope="module")
-def servers(signatures):
-  """`(rest host:port, grpc host:port)` of the stand-ins."""
+def start_servers(signatures):
+  """Starts the stand-ins; returns `(rest host:port, grpc host:port, stop)`."""
   handler = type("Handler", (FakeRestHandler,), {"signatures": signatures})
   rest = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
   threading.Thread(target=rest.serve_forever, daemon=True).start()
@@ -132,9 +134,20 @@ def servers(signatures):
       FakePredictionService(signatures), server)
   port = server.add_insecure_port("127.0.0.1:0")
   server.start()
-  yield f"127.0.0.1:{rest.server_address[1]}", f"127.0.0.1:{port}"
-  rest.shutdown()
-  server.stop(None)
+
+  def stop():
+    rest.shutdown()
+    server.stop(None)
+
+  return f"127.0.0.1:{rest.server_address[1]}", f"127.0.0.1:{port}", stop
+
+
+@pytest.fixture(scope="module")
+def servers(signatures):
+  """`(rest host:port, grpc host:port)` of the stand-ins."""
+  rest, grpc_address, stop = start_servers(signatures)
+  yield rest, grpc_address
+  stop()
 
 
 def test_rest_body_decodes_to_the_signature_inputs(signatures, photos):
@@ -244,4 +257,68 @@ def test_tool_prints_the_answers(servers, photos):
   assert [line.split(": ")[0] for line in lines] == [photos[1], photos[0]]
   assert all(re.search(r": top-5 (\d+ \(\d\.\d\d\), ){4}\d+ \(\d\.\d\d\); "
                        r"flops \d+; ponder cost block1 \d\.\d\d, ", line)
+             for line in lines)
+
+
+@pytest.fixture(scope="module")
+def detector_servers(tmp_path_factory):
+  """Stand-ins serving a tiny SACT detector: `(rest, grpc, signatures)`."""
+  _, _, path = helpers.exported_detector(tmp_path_factory)
+  signatures = tf.saved_model.load(path).signatures
+  rest, grpc_address, stop = start_servers(signatures)
+  yield rest, grpc_address, signatures
+  stop()
+
+
+@pytest.fixture(scope="module")
+def scene_files(tmp_path_factory):
+  """Two digit scenes as PNG files."""
+  directory = tmp_path_factory.mktemp("scenes")
+  paths = []
+  for n, image in enumerate(digit_scenes.load("test")["image"][:2]):
+    paths.append(str(directory / f"scene_{n}.png"))
+    Image.fromarray(image).save(paths[-1])
+  return paths
+
+
+def test_detector_answers_are_described_as_detections(detector_servers,
+                                                       scene_files):
+  rest, grpc_server, signatures = detector_servers
+  inputs = serving_client.image_inputs(scene_files, "serving_default",
+                                       "detection", 64)
+  np.testing.assert_array_equal(inputs["images"], box_ops.scale_images(
+      np.stack([np.array(Image.open(p)) for p in scene_files])))
+  expected = run(signatures["serving_default"], inputs)
+  outputs = serving_client.rest_predict(rest, MODEL_NAME, inputs,
+                                        "serving_default")
+  assert serving_client.is_detector(outputs)
+  for key, value in expected.items():
+    np.testing.assert_allclose(outputs[key], value, rtol=1e-6, err_msg=key)
+  outputs = serving_client.grpc_predict(
+      grpc_server, MODEL_NAME,
+      serving_client.image_inputs(scene_files, "serving_bytes"),
+      "serving_bytes")
+  count = int(outputs["num_detections"][0])
+  assert count > 1
+  line = serving_client.describe(outputs, 0, [f"c{i}" for i in range(10)])
+  c, score = int(outputs["classes"][0][0]), outputs["scores"][0][0]
+  box = ", ".join(f"{v:.1f}" for v in outputs["boxes"][0][0])
+  assert line.startswith(f"{count} detections: {c} c{c} ({score:.2f}) "
+                         f"[{box}], ")
+  assert line.count("[") == count
+  assert f"; flops {outputs['flops'][0]}; ponder cost block1 " in line
+
+
+@pytest.mark.slow
+def test_tool_prints_detections(detector_servers, scene_files):
+  _, grpc_server, _ = detector_servers
+  result = helpers.run_tool("serving_client.py", [
+      "--protocol=grpc", f"--server={grpc_server}",
+      f"--model_name={MODEL_NAME}", f"--images={','.join(scene_files)}"])
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().splitlines()
+  assert [line.split(": ")[0] for line in lines] == scene_files
+  box = r"\[\d+\.\d, \d+\.\d, \d+\.\d, \d+\.\d\]"
+  assert all(re.search(rf": \d+ detections: \d \(\d\.\d\d\) {box}, .*; "
+                       rf"flops \d+; ponder cost block1 \d\.\d\d, ", line)
              for line in lines)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
 from sact_tf import checkpoints
 from sact_tf import models
 from sact_tf.training import checkpoint_io
@@ -34,16 +35,6 @@ def _train(directory, **settings):
   return (step, stopped), lines
 
 
-def _summary_tags(directory):
-  tags = {}
-  for path in tf.io.gfile.glob(str(directory / "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        tags.setdefault(value.tag, []).append(
-            (event.step, tf.make_ndarray(value.tensor)))
-  return tags
-
-
 @pytest.fixture(name="sact_run", scope="module")
 def fixture_sact_run(tmp_path_factory):
   """A SACT run with moving averages trained for 6 steps (resuming is
@@ -67,7 +58,7 @@ def test_training_checkpoints(sact_run):
 
 
 def test_summaries(sact_run):
-  tags = _summary_tags(sact_run[0])
+  tags = helpers.summary_tags(sact_run[0])
   for tag in ("losses/Total Loss", "losses/cross_entropy",
               "losses/ponder_cost", "losses/regularization",
               "training/Accuracy", "Total Flops/mean",

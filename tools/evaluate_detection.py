@@ -2,6 +2,9 @@
 
   python tools/evaluate_detection.py --checkpoint_dir=/tmp/det_sact \
       --eval_dir=/tmp/det_sact/eval --evaluate_once
+  python tools/evaluate_detection.py --checkpoint_dir=/tmp/det_coco \
+      --coco_annotations=annotations/instances_val2017.json \
+      --coco_images=val2017 --evaluate_once
 
 Prints COCO AP, AP50, AP75, AP small / medium / large (pycocotools; -1:
 no ground-truth object of that size), the backbone's FLOPs per image
@@ -44,14 +47,26 @@ flags.DEFINE_integer("batch_size", 50, "Evaluation batch size.")
 flags.DEFINE_enum("execution", None, ["dense", "sparse"],
                   "Backbone execution. Default: the run's.")
 flags.DEFINE_integer("num_pictures", 8, "Images drawn; 0: none.")
+flags.DEFINE_string("coco_annotations", None,
+                    "COCO runs: the annotation file of the split evaluated "
+                    "(instances_val2017.json). Default: the run's.")
+flags.DEFINE_string("coco_images", None,
+                    "COCO runs: its image folder (val2017). Default: the "
+                    "run's.")
+flags.DEFINE_string("tfds_data_dir", None,
+                    "COCO runs: tensorflow-datasets' data directory with "
+                    "coco/2017 prepared. Default: the run's.")
 flags.mark_flag_as_required("checkpoint_dir")
 
 
 def evaluate(prefix, eval_dir):
   detector, config = detection_run.restore(prefix, FLAGS.execution)
+  config = detection_run.with_data(config, FLAGS.split_name,
+                                   FLAGS.coco_annotations, FLAGS.coco_images,
+                                   FLAGS.tfds_data_dir)
   results, outputs = detection_run.evaluate(
       detector, config, FLAGS.split_name, FLAGS.num_examples,
-      FLAGS.batch_size)
+      FLAGS.batch_size, max(FLAGS.num_pictures, 0))
   results.update(global_step=config["global_step"],
                  checkpoint=config["checkpoint"])
   path = detection_run.write_results(eval_dir, results)

@@ -8,10 +8,20 @@ preprocessed in the graph as the model's evaluation does it); both return
 SACT models, `<block>_ponder_cost` and (SACT) `ponder_cost_map`. SACT
 models are exported with sparse execution; batch norms are folded into the
 weights (`sact_tf.inference.optimize`, the same outputs up to float32
-rounding) unless `--exact`. Example:
+rounding) unless `--exact`.
+
+A run of tools/train_detection.py (found by its config.json) is exported as
+a detector: `images` are float32 in [-1, 1] and `image_bytes` are fitted
+into the run's image size (aspect ratio kept, padded); both return `boxes`
+(yxyx pixels of the input, of the file for `image_bytes`), `scores`,
+`classes`, `num_detections`, the backbone's `flops` and, for ACT/SACT,
+`<block>_ponder_cost` and (SACT) `ponder_cost_map`; the backbone's batch
+norms are folded unless `--exact`. Examples:
 
   python tools/export_saved_model.py --checkpoint_dir=runs/sact \
       --export_dir=exports/sact --version=1
+  python tools/export_saved_model.py --checkpoint_dir=/tmp/det_sact \
+      --export_dir=exports/det_sact
   docker run -p 8500:8500 -p 8501:8501 \
       --mount type=bind,source=$PWD/exports/sact,target=/models/sact \
       -e MODEL_NAME=sact -t tensorflow/serving
@@ -30,9 +40,10 @@ from sact_tf.export import saved_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint_dir", None,
-                    "A run directory of tools/train.py (its latest "
-                    "checkpoint), one of its checkpoints, or a checkpoint of "
-                    "the original release.")
+                    "A run directory of tools/train.py or "
+                    "tools/train_detection.py (its latest checkpoint), one "
+                    "of its checkpoints, or a checkpoint of the original "
+                    "release.")
 flags.DEFINE_string("export_dir", None,
                     "The model's base directory for TF Serving; the "
                     "SavedModel goes to <export_dir>/<version>.")
@@ -57,14 +68,21 @@ def main(argv):
   except ValueError as e:
     sys.exit(f"export_saved_model: error: {e}")
   size = config["image_size"]
-  print(f"Exported {config['checkpoint']} ({config['family']} "
-        f"{config['model_kwargs']['model_type']}, "
-        f"{'exact' if FLAGS.exact else 'inference-optimised'}) to {path}: "
-        f"signatures "
+  if "backbone_kwargs" in config:
+    model_type = config["backbone_kwargs"]["model_type"]
+    kind = f"detector, {model_type} backbone" + (
+        " with sparse execution" if model_type == "sact" else "") + (
+            f", {'exact' if FLAGS.exact else 'inference-optimised'}")
+    returns = "boxes, scores, classes, num_detections"
+  else:
+    kind = (f"{config['family']} {config['model_kwargs']['model_type']}, "
+            f"{'exact' if FLAGS.exact else 'inference-optimised'}")
+    returns = "logits, probabilities, classes"
+  print(f"Exported {config['checkpoint']} ({kind}) to {path}: signatures "
         f"{saved_model.SERVING_DEFAULT} ({saved_model.IMAGES} float32 "
         f"[batch, {size}, {size}, 3]) and {saved_model.SERVING_BYTES} "
-        f"({saved_model.IMAGE_BYTES} string [batch], JPEG or PNG)")
-
+        f"({saved_model.IMAGE_BYTES} string [batch], JPEG or PNG), returning "
+        f"{returns}, flops")
 
 if __name__ == "__main__":
   app.run(main)

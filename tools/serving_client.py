@@ -4,8 +4,10 @@ Over REST (JSON `instances`, port 8501) or gRPC (`PredictRequest`, port
 8500), to the `serving_bytes` signature (the files are sent, the server
 preprocesses them) or to `serving_default` (preprocessed here: give
 `--family` and `--image_size`). Prints, per image, the top classes with
-their probabilities, the FLOPs and, for ACT/SACT models, the ponder cost of
-every block. Example, with TF Serving started as the README shows:
+their probabilities (a detector: its detections, class, score and box
+`[ymin, xmin, ymax, xmax]` in pixels), the FLOPs and, for ACT/SACT models,
+the ponder cost of every block. Example, with TF Serving started as the
+README shows:
 
   python tools/serving_client.py --model_name=sact --protocol=grpc \
       --images=cat.jpg,gasworks.jpg
@@ -21,7 +23,6 @@ import sys
 from absl import app
 from absl import flags
 
-from sact_tf.data import preprocessing
 from sact_tf.export import saved_model
 from sact_tf.export import serving_client
 
@@ -41,8 +42,9 @@ flags.DEFINE_enum("signature_name", saved_model.SERVING_BYTES,
                   [saved_model.SERVING_BYTES, saved_model.SERVING_DEFAULT],
                   "serving_bytes: send the files; serving_default: send "
                   "preprocessed float images.")
-flags.DEFINE_enum("family", None, list(preprocessing.FAMILIES),
-                  "The model's preprocessing, for serving_default.")
+flags.DEFINE_enum("family", None, list(serving_client.FAMILIES),
+                  "The model's preprocessing, for serving_default "
+                  "(detection: a detector's).")
 flags.DEFINE_integer("image_size", None,
                      "The model's input size, for serving_default.")
 flags.DEFINE_string("labels", None,

@@ -23,7 +23,6 @@ from sact_tf.utils import console  # pylint: disable=g-bad-import-order
 
 console.quiet_tensorflow()  # Before TensorFlow is imported.
 
-import json
 import os
 import sys
 
@@ -36,9 +35,6 @@ from sact_tf.training import strategies
 from sact_tf.training.evaluation_run import EvaluationRun
 from sact_tf.training.figures import draw_ponder_maps
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                          os.pardir, "configs")
-PRESET_EXTRA_KEYS = ("description",)
 # Flags whose names differ from the configuration keys.
 FLAG_TO_SETTING = {"split_name": "train_split",
                    "eval_split_name": "eval_split"}
@@ -140,31 +136,10 @@ flags.DEFINE_integer("eval_batch_size", 100, "Batch size of that evaluation.")
 flags.mark_flag_as_required("train_log_dir")
 
 
-def load_preset(name):
-  """The settings of a preset: `configs/<name>.json` or a JSON file."""
-  path = name if name.endswith(".json") else os.path.join(
-      CONFIG_DIR, name + ".json")
-  if not os.path.isfile(path):
-    known = sorted(f[:-5] for f in os.listdir(CONFIG_DIR)
-                   if f.endswith(".json"))
-    raise ValueError(f"unknown --config {name!r}; presets: {', '.join(known)}")
-  try:
-    with open(path, encoding="utf-8") as f:
-      preset = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"--config {path} is not valid JSON: {e}") from e
-  for key in PRESET_EXTRA_KEYS:
-    preset.pop(key, None)
-  return preset
-
-
 def settings_from_flags():
   """The preset's settings, overridden by the flags given."""
-  settings = load_preset(FLAGS.config) if FLAGS.config else {}
-  for key in run_config.SETTINGS:
-    flag = {v: k for k, v in FLAG_TO_SETTING.items()}.get(key, key)
-    if FLAGS[flag].present:
-      settings[key] = FLAGS[flag].value
+  settings = run_config.settings_from_flags(FLAGS, run_config.SETTINGS,
+                                            FLAG_TO_SETTING)
   if settings.get("learning_rate_boundaries"):
     settings["learning_rate_boundaries"] = [
         int(b) for b in settings["learning_rate_boundaries"]]

@@ -1,1 +1,2 @@
-"""Input pipelines: the offline default dataset, tfds, the original's TFRecords."""
+"""Input pipelines: the offline default datasets, tfds, the original's
+TFRecords, COCO 2017 and box-aware image ops for detection."""

@@ -58,6 +58,68 @@ def resize(images, boxes, size):
   return tf.image.resize(images, size), scaled
 
 
+def fitted_size(shape, size):
+  """Sides of images fitted into `size` x `size`, aspect ratio kept.
+
+  Args:
+    shape: int or float `[..., 2]`, `(height, width)` of images.
+    size: int.
+
+  Returns:
+    int32 `[..., 2]`: the longer side becomes `size`, the other is scaled
+    with it (rounded, at least 1).
+  """
+  shape = tf.cast(shape, tf.float32)
+  scale = tf.cast(size, tf.float32) / tf.reduce_max(shape, -1, keepdims=True)
+  return tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+
+
+def scale_boxes(boxes, factors):
+  """Boxes `[..., 4]` times `(y, x)` factors `[..., 2]`; -1 padding stays."""
+  factors = tf.cast(tf.concat([factors, factors], -1), boxes.dtype)
+  return tf.where(boxes < 0, boxes, boxes * factors)
+
+
+def resize_with_pad(image, boxes, size):
+  """Fits one image into `size` x `size`, its boxes with it.
+
+  The image is resized bilinearly to `fitted_size` (aspect ratio kept) and
+  padded with zeros at the bottom and the right, so that a box scales by
+  `fitted_size / (height, width)` and moves nowhere.
+
+  Args:
+    image: uint8 `[height, width, 3]`.
+    boxes: float32 `[M, 4]` (`yxyx` pixels, -1 rows are padding).
+    size: int.
+
+  Returns:
+    `(image uint8 [size, size, 3], boxes float32 [M, 4])`.
+  """
+  shape = tf.shape(image)[:2]
+  fitted = fitted_size(shape, size)
+  resized = tf.image.resize(image, fitted)
+  resized = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+  padded = tf.image.pad_to_bounding_box(resized, 0, 0, size, size)
+  factors = tf.cast(fitted, tf.float32) / tf.cast(shape, tf.float32)
+  return padded, scale_boxes(tf.cast(boxes, tf.float32), factors)
+
+
+def scale_images(images):
+  """uint8 images -> float32 in [-1, 1], the detection backbone's input."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def detection_input(image, size):
+  """One decoded image (uint8 `[h, w, 3]`) as a detector's input.
+
+  `resize_with_pad` to `size`, then `scale_images`: float32
+  `[size, size, 3]` in [-1, 1]; the boxes found on it scale back to the
+  image by `(h, w) / fitted_size((h, w), size)`.
+  """
+  image, _ = resize_with_pad(image, tf.zeros([0, 4]), size)
+  return scale_images(image)
+
+
 def flip_left_right(images, boxes):
   """Mirrors images and boxes left-right (`x -> W - x`, padding kept)."""
   width = tf.cast(tf.shape(images)[-2], boxes.dtype)

@@ -43,6 +43,9 @@ class AdaptiveResNetBackbone(FeaturePyramidBackbone):
       None.
     image_shape: tuple `(H, W, 3)`, `None` for any size. Defaults to
       `(None, None, 3)`.
+    folded_batch_norm: bool. The inference form, batch norms folded into
+      the convolutions (`sact_tf.inference`; `detector.optimize`).
+      Defaults to False.
 
   Inputs: float32 `[batch, H, W, 3]`, scaled to [-1, 1] (the ImageNet
   models' preprocessing).
@@ -58,7 +61,8 @@ class AdaptiveResNetBackbone(FeaturePyramidBackbone):
   def __init__(self, model="101", model_type="sact", base_channels=64,
                tau=None, eps=act.DEFAULT_EPS, weight_decay=WEIGHT_DECAY,
                execution="dense", sparse_config=None,
-               image_shape=(None, None, 3), **kwargs):
+               image_shape=(None, None, 3), folded_batch_norm=False,
+               **kwargs):
     image_shape = tuple(image_shape)
     if len(image_shape) != 3 or image_shape[-1] != 3:
       raise ValueError(f"image_shape must be (height, width, 3), received "
@@ -68,7 +72,8 @@ class AdaptiveResNetBackbone(FeaturePyramidBackbone):
         model=model, num_classes=1, model_type=model_type,
         base_channels=base_channels, tau=tau, eps=eps,
         weight_decay=weight_decay, execution=execution,
-        sparse_config=sparse_config, include_head=False)
+        sparse_config=sparse_config, include_head=False,
+        folded_batch_norm=folded_batch_norm)
     images = keras.Input(image_shape, name="images")
     outputs = dict(resnet(images))
     super().__init__(inputs=images, outputs=outputs, **kwargs)
@@ -82,6 +87,7 @@ class AdaptiveResNetBackbone(FeaturePyramidBackbone):
     self.execution = execution
     self.sparse_config = resnet.sparse_config
     self.image_shape = image_shape
+    self.folded_batch_norm = bool(folded_batch_norm)
     self.pyramid_outputs = {level: outputs[f"{block}/outputs"]
                             for level, block in PYRAMID_BLOCKS.items()}
 
@@ -92,5 +98,6 @@ class AdaptiveResNetBackbone(FeaturePyramidBackbone):
         base_channels=self.base_channels, tau=self.tau, eps=self.eps,
         weight_decay=self.weight_decay, execution=self.execution,
         sparse_config=self.sparse_config.to_dict(),
-        image_shape=self.image_shape)
+        image_shape=self.image_shape,
+        folded_batch_norm=self.folded_batch_norm)
     return config

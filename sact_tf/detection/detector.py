@@ -3,7 +3,8 @@
 `build_detector` puts keras-hub's `RetinaNetBackbone` (a feature pyramid
 network, 256 channels) and `RetinaNetObjectDetector` (focal loss, box
 regression, non-maximum suppression) on the ACT / SACT ResNet; `detect`
-returns the detections with the backbone's FLOPs and ponder cost map.
+returns the detections with the backbone's FLOPs and ponder cost map,
+running the backbone once (`forward`).
 """
 
 import math
@@ -13,6 +14,8 @@ from keras_hub.src.layers.modeling.non_max_supression import (
     NonMaxSuppression)
 import tensorflow as tf
 
+from sact_tf import inference
+from sact_tf.detection.adaptive_resnet_backbone import PYRAMID_BLOCKS
 from sact_tf.detection.adaptive_resnet_backbone import AdaptiveResNetBackbone
 
 BOX_FORMAT = "yxyx"
@@ -91,13 +94,79 @@ def image_encoder(detector):
   return detector.backbone.image_encoder
 
 
+def _rows(outputs, width):
+  """`[batch, h, w, anchors * width]` -> `[batch, h * w * anchors, width]`.
+
+  The row count stays static where `h` and `w` are, as keras-hub's
+  non-maximum suppression needs it.
+  """
+  count = -1
+  if None not in outputs.shape[1:]:
+    count = outputs.shape[1] * outputs.shape[2] * outputs.shape[3] // width
+  return tf.reshape(outputs, [tf.shape(outputs)[0], count, width])
+
+
+def forward(detector, images):
+  """The detector's head outputs and its image encoder's, one backbone pass.
+
+  keras-hub's detector returns its head outputs only, so the encoder (with
+  its FLOPs and ponder cost) is run here and its pyramid features are fed
+  through the detector's own feature pyramid and heads, as the detector's
+  functional graph feeds them (levels `min_level`..`max_level` in order,
+  each head output flattened to rows of anchors and concatenated).
+
+  Args:
+    detector: a `build_detector` detector.
+    images: float32 `[batch, H, W, 3]` in [-1, 1].
+
+  Returns:
+    `(predictions, features)`: `predictions` the detector's
+    `{"bbox_regression": [batch, A, 4], "cls_logits": [batch, A, classes]}`
+    (what `detector(images)` returns), `features` the encoder's outputs.
+  """
+  encoder = image_encoder(detector)
+  features = encoder(images, training=False)
+  backbone = detector.backbone
+  top = min(max(int(level[1:]) for level in encoder.pyramid_outputs),
+            backbone.max_level)
+  pyramid = backbone.feature_pyramid(
+      {f"P{level}": features[f"{PYRAMID_BLOCKS[f'P{level}']}/outputs"]
+       for level in range(backbone.min_level, top + 1)}, training=False)
+  boxes, logits = [], []
+  for level in sorted(pyramid, key=lambda name: int(name[1:])):
+    boxes.append(_rows(detector.box_head(pyramid[level]), 4))
+    logits.append(_rows(detector.classification_head(pyramid[level]),
+                        detector.num_classes))
+  return ({"bbox_regression": tf.concat(boxes, 1),
+           "cls_logits": tf.concat(logits, 1)}, features)
+
+
+def _decode(detector, raw, images):
+  """`decode_predictions`, image by image where the batch size is unknown.
+
+  keras-hub's non-maximum suppression needs a static batch size, which a
+  SavedModel signature (`[None, H, W, 3]`) does not have.
+  """
+  if images.shape[0] is not None:
+    return detector.decode_predictions(raw, images)
+  dtypes = {"boxes": tf.float32, "confidence": tf.float32,
+            "labels": tf.int32, "num_detections": tf.int32}
+
+  def one(args):
+    predictions, image = args
+    found = detector.decode_predictions(
+        {k: v[None] for k, v in predictions.items()}, image[None])
+    return {k: tf.cast(found[k][0], dtype) for k, dtype in dtypes.items()}
+
+  return tf.map_fn(one, (raw, images), fn_output_signature={
+      k: tf.TensorSpec(None, dtype) for k, dtype in dtypes.items()})
+
+
 def detect(detector, images):
   """Detections and the backbone's computation, for a batch of images.
 
-  The detector's forward pass and non-maximum suppression
-  (`decode_predictions`, as `predict` runs them), and the image encoder's
-  FLOPs and maps (a second pass of the backbone: keras-hub's detector
-  returns its head outputs only).
+  The detector's forward pass (`forward`: the backbone runs once) and
+  non-maximum suppression (`decode_predictions`, as `predict` runs it).
 
   Args:
     detector: a `build_detector` detector.
@@ -105,15 +174,15 @@ def detect(detector, images):
 
   Returns:
     dict: `boxes` float32 `[batch, K, 4]` (`yxyx` pixels, clipped to the
-    image), `confidence`
-    `[batch, K]`, `labels` int32 `[batch, K]` (-1 padding),
-    `num_detections` int32 `[batch]`, `flops` int64 `[batch]` (backbone),
-    and for SACT `ponder_cost_map` float32 `[batch, H, W, 1]`.
+    image), `confidence` `[batch, K]`, `labels` int32 `[batch, K]` (-1
+    padding), `num_detections` int32 `[batch]`, `flops` int64 `[batch]`
+    (backbone); for ACT / SACT `<block>/ponder_cost` (float32 `[batch]`,
+    SACT `[batch, h, w]`) and for SACT `ponder_cost_map` float32
+    `[batch, H, W, 1]`.
   """
   images = tf.convert_to_tensor(images, tf.float32)
-  raw = detector(images, training=False)
-  found = detector.decode_predictions(raw, images)
-  features = image_encoder(detector)(images, training=False)
+  raw, features = forward(detector, images)
+  found = _decode(detector, raw, images)
   # Boxes clipped to the image, padding rows kept at -1.
   size = tf.cast(tf.shape(images)[1:3], tf.float32)
   limit = tf.concat([size, size], 0)
@@ -123,9 +192,23 @@ def detect(detector, images):
              "labels": tf.cast(found["labels"], tf.int32),
              "num_detections": tf.cast(found["num_detections"], tf.int32),
              "flops": features["flops"]}
-  if "ponder_cost_map" in features:
-    outputs["ponder_cost_map"] = features["ponder_cost_map"]
+  for key, value in features.items():
+    if key.endswith("/ponder_cost") or key == "ponder_cost_map":
+      outputs[key] = value
   return outputs
+
+
+def _copy(detector, **backbone_kwargs):
+  """A new detector of `detector`'s configuration, backbone args replaced."""
+  kwargs = image_encoder(detector).get_config()
+  for key in ("name", "trainable", "dtype"):
+    kwargs.pop(key, None)
+  kwargs.update(backbone_kwargs)
+  return build_detector(
+      detector.num_classes, kwargs, detector.backbone.min_level,
+      detector.backbone.max_level, detector.anchor_generator.anchor_size,
+      detector.pre_logits_num_conv_layers,
+      detector.backbone.use_fpn_batch_norm)
 
 
 def set_execution(detector, execution):
@@ -138,15 +221,29 @@ def set_execution(detector, execution):
   Returns:
     A new detector, same configuration and weights.
   """
-  encoder = image_encoder(detector)
-  kwargs = encoder.get_config()
-  for key in ("name", "trainable", "dtype"):
-    kwargs.pop(key, None)
-  kwargs["execution"] = execution
-  copy = build_detector(
-      detector.num_classes, kwargs, detector.backbone.min_level,
-      detector.backbone.max_level, detector.anchor_generator.anchor_size,
-      detector.pre_logits_num_conv_layers,
-      detector.backbone.use_fpn_batch_norm)
+  copy = _copy(detector, execution=execution)
   copy.set_weights(detector.get_weights())
+  return copy
+
+
+def optimize(detector):
+  """The inference-optimised copy of a detector: its backbone's batch norms
+  folded into the convolutions (`sact_tf.inference.optimize`).
+
+  The feature pyramid and the heads keep their weights; the detections
+  equal the detector's up to float32 rounding.
+
+  Args:
+    detector: a `build_detector` detector (built), backbone not folded.
+
+  Returns:
+    A new detector, `folded_batch_norm=True` in its backbone.
+  """
+  copy = _copy(detector, folded_batch_norm=True)
+  for name in ("box_head", "classification_head"):
+    getattr(copy, name).set_weights(getattr(detector, name).get_weights())
+  copy.backbone.feature_pyramid.set_weights(
+      detector.backbone.feature_pyramid.get_weights())
+  inference.fold_weights(image_encoder(detector).resnet,
+                         image_encoder(copy).resnet)
   return copy

@@ -25,9 +25,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from sact_tf.data import boxes as box_ops
 from sact_tf.data import preprocessing
 from sact_tf.export import saved_model
 
+# The `family` of detectors' inputs (`box_ops.detection_input`).
+DETECTION = "detection"
+FAMILIES = preprocessing.FAMILIES + (DETECTION,)
 REST_PORT = 8501
 GRPC_PORT = 8500
 PROTOCOLS = ("rest", "grpc")
@@ -45,7 +49,9 @@ def image_inputs(paths, signature_name, family=None, image_size=None):
       the server preprocesses them; `"serving_default"`: the images are
       decoded and preprocessed here (`preprocess_for_eval`), which needs
       `family` and `image_size`.
-    family: str or None, `"cifar"` or `"imagenet"`.
+    family: str or None, `"cifar"` or `"imagenet"` (classifiers) or
+      `"detection"` (detectors: `box_ops.detection_input`, the boxes found
+      are in the pixels of the image fitted into `image_size`).
     image_size: int or None, the model's input size.
 
   Returns:
@@ -79,8 +85,11 @@ def image_inputs(paths, signature_name, family=None, image_size=None):
       image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(f"{path} is not an image TensorFlow can decode") from e
-    images.append(preprocessing.preprocess_for_eval(image, family,
-                                                    image_size).numpy())
+    if family == DETECTION:
+      images.append(box_ops.detection_input(image, image_size).numpy())
+    else:
+      images.append(preprocessing.preprocess_for_eval(image, family,
+                                                      image_size).numpy())
   return {saved_model.IMAGES: np.stack(images)}
 
 
@@ -171,8 +180,27 @@ def grpc_predict(server, model_name, inputs, signature_name, version=None,
   return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
+def _ponder_costs(outputs, index):
+  """`"; ponder cost block1 2.95, ..."` of image `index`, or `""`."""
+  suffix = saved_model.PONDER_COST_SUFFIX
+  costs = sorted(k for k in outputs if k.endswith(suffix))
+  if not costs:
+    return ""
+  return "; ponder cost " + ", ".join(
+      f"{k[:-len(suffix)]} {float(outputs[k][index]):.2f}" for k in costs)
+
+
+def _class_name(c, labels):
+  return f"{c}{' ' + labels[c] if labels and 0 <= c < len(labels) else ''}"
+
+
+def is_detector(outputs):
+  """Whether an answer is a detector's (it has `boxes` and `num_detections`)."""
+  return "boxes" in outputs and "num_detections" in outputs
+
+
 def describe(outputs, index, labels=None):
-  """One line for image `index` of an answer: top classes, FLOPs, ponder.
+  """One line for image `index` of an answer: what it found, FLOPs, ponder.
 
   Args:
     outputs: `{output name: array}` of `rest_predict` / `grpc_predict`.
@@ -180,18 +208,28 @@ def describe(outputs, index, labels=None):
     labels: list of str or None, the class names by class id.
 
   Returns:
-    str, e.g. `top-5 282 tiger cat (0.41), 281 tabby (0.21), ...;
-    flops 7821409024; ponder cost block1 2.95, block2 3.10, ...`.
+    str. A classifier's: e.g. `top-5 282 tiger cat (0.41), 281 tabby
+    (0.21), ...; flops 7821409024; ponder cost block1 2.95, block2 3.10,
+    ...`. A detector's (`is_detector`): its detections, most confident
+    first, as class, score and box `[ymin, xmin, ymax, xmax]` in pixels,
+    e.g. `2 detections: 7 (0.93) [12.0, 30.5, 28.0, 46.1], 1 (0.41) [...];
+    flops ...; ponder cost ...`.
   """
-  classes = np.asarray(outputs["classes"][index])
-  probabilities = np.asarray(outputs["probabilities"][index])
-  top = ", ".join(
-      f"{c}{' ' + labels[c] if labels and c < len(labels) else ''} "
-      f"({probabilities[c]:.2f})" for c in classes.tolist())
-  line = f"top-{len(classes)} {top}; flops {int(outputs['flops'][index])}"
-  suffix = saved_model.PONDER_COST_SUFFIX
-  costs = sorted(k for k in outputs if k.endswith(suffix))
-  if costs:
-    line += "; ponder cost " + ", ".join(
-        f"{k[:-len(suffix)]} {float(outputs[k][index]):.2f}" for k in costs)
-  return line
+  if is_detector(outputs):
+    count = int(outputs["num_detections"][index])
+    found = ", ".join(
+        f"{_class_name(int(c), labels)} ({s:.2f}) "
+        f"[{', '.join(f'{v:.1f}' for v in box)}]"
+        for c, s, box in zip(outputs["classes"][index][:count].tolist(),
+                             outputs["scores"][index][:count].tolist(),
+                             outputs["boxes"][index][:count].tolist()))
+    line = f"{count} detection{'' if count == 1 else 's'}"
+    line += f": {found}" if count else ""
+  else:
+    classes = np.asarray(outputs["classes"][index])
+    probabilities = np.asarray(outputs["probabilities"][index])
+    top = ", ".join(f"{_class_name(c, labels)} ({probabilities[c]:.2f})"
+                    for c in classes.tolist())
+    line = f"top-{len(classes)} {top}"
+  return (line + f"; flops {int(outputs['flops'][index])}" +
+          _ponder_costs(outputs, index))

@@ -86,8 +86,9 @@ def fold_weights(model, optimized):
       _fold_residual_unit(unit.residual_unit, folded_unit.residual_unit)
       if unit.halting_head is not None:
         _fold_halting_head(unit.halting_head, folded_unit.halting_head)
-  _set_affine(_head_batch_norm(model), _head_batch_norm(optimized))
-  _fold_conv(model.logits_conv, optimized.logits_conv)
+  if model.include_head:
+    _set_affine(_head_batch_norm(model), _head_batch_norm(optimized))
+    _fold_conv(model.logits_conv, optimized.logits_conv)
 
 
 def _check_model(model, name):

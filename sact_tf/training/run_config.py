@@ -36,7 +36,50 @@ from sact_tf.models.imagenet_resnet import (
 from sact_tf.utils import files
 
 CONFIG_FILE = "config.json"
+# The presets of `--config`.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          os.pardir, os.pardir, "configs")
+PRESET_EXTRA_KEYS = ("description",)
 BUILDERS = {"cifar": models.cifar_resnet, "imagenet": models.imagenet_resnet}
+
+
+def load_preset(name):
+  """The settings of a preset: `configs/<name>.json` or a JSON file."""
+  path = name if name.endswith(".json") else os.path.join(
+      CONFIG_DIR, name + ".json")
+  if not os.path.isfile(path):
+    known = sorted(f[:-5] for f in os.listdir(CONFIG_DIR)
+                   if f.endswith(".json"))
+    raise ValueError(f"unknown --config {name!r}; presets: {', '.join(known)}")
+  try:
+    with open(path, encoding="utf-8") as f:
+      preset = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"--config {path} is not valid JSON: {e}") from e
+  for key in PRESET_EXTRA_KEYS:
+    preset.pop(key, None)
+  return preset
+
+
+def settings_from_flags(flag_values, keys, flag_names=None):
+  """The `--config` preset's settings, overridden by the flags given.
+
+  Args:
+    flag_values: absl's `FLAGS` of a training tool (with a `config` flag).
+    keys: the setting names to read.
+    flag_names: dict or None, `{flag name: setting name}` where they differ.
+
+  Returns:
+    dict of settings (the preset's, then each flag given on the command
+    line; `config` itself among them when it is in `keys`).
+  """
+  settings = load_preset(flag_values.config) if flag_values.config else {}
+  names = {v: k for k, v in (flag_names or {}).items()}
+  for key in keys:
+    flag = names.get(key, key)
+    if flag in flag_values and flag_values[flag].present:
+      settings[key] = flag_values[flag].value
+  return settings
 
 
 def config_path(directory):
