@@ -1,8 +1,8 @@
 """Evaluates a detection run: COCO AP, backbone FLOPs, ponder cost on objects.
 
-  python tools/evaluate_detection.py --checkpoint_dir=/tmp/det_sact \
-      --eval_dir=/tmp/det_sact/eval --evaluate_once
-  python tools/evaluate_detection.py --checkpoint_dir=/tmp/det_coco \
+  python tools/evaluate_detection.py --checkpoint_dir=runs/det_sact \
+      --eval_dir=runs/det_sact/eval --evaluate_once
+  python tools/evaluate_detection.py --checkpoint_dir=runs/det_coco \
       --coco_annotations=annotations/instances_val2017.json \
       --coco_images=val2017 --evaluate_once
 

@@ -20,7 +20,7 @@ norms are folded unless `--exact`. Examples:
 
   python tools/export_saved_model.py --checkpoint_dir=runs/sact \
       --export_dir=exports/sact --version=1
-  python tools/export_saved_model.py --checkpoint_dir=/tmp/det_sact \
+  python tools/export_saved_model.py --checkpoint_dir=runs/det_sact \
       --export_dir=exports/det_sact
   docker run -p 8500:8500 -p 8501:8501 \
       --mount type=bind,source=$PWD/exports/sact,target=/models/sact \

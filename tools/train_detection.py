@@ -3,7 +3,7 @@
 Offline quick start (digit scenes, a few minutes on 2 CPU cores):
 
   python tools/train_detection.py --config=detection_digits_sact \
-      --train_log_dir=/tmp/det_sact
+      --train_log_dir=runs/det_sact
 
 COCO 2017 from its own files (or `--tfds_data_dir` with `coco/2017`
 prepared); a ResNet-101 backbone needs a GPU:
@@ -13,7 +13,7 @@ prepared); a ResNet-101 backbone needs a GPU:
       --coco_annotations=coco/annotations/instances_train2017.json \
       --coco_images=coco/train2017 \
       --eval_coco_annotations=coco/annotations/instances_val2017.json \
-      --eval_coco_images=coco/val2017 --train_log_dir=/tmp/det_coco
+      --eval_coco_images=coco/val2017 --train_log_dir=runs/det_coco
 
 Settings come from the flags given, then the `--config` preset
 (`configs/<name>.json` or a path), then `detection_run.DEFAULTS`. The run
