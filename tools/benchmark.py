@@ -405,10 +405,14 @@ def _target_rows(labels, batch, images, dense, functions, sync, statistics):
     flops = float(np.mean(outputs["dense"]["flops"]))
     # The optimised models round differently (folded weights), so a
     # position within float rounding of the halting threshold may halt one
-    # unit apart: their difference is reported, not asserted.
+    # unit apart; in the sampling family every unit thresholds two masks at
+    # a logit of 0, on features whose float32 rounding differs between the
+    # masked and the sparse computation (float64 agrees to 1e-10, see
+    # tests/test_sampling.py). Their difference is reported, not asserted.
+    exact = labels["family"] == "sact"
     flops_diffs = {
         name: flops_rel_diff(outputs[name]["flops"], outputs["dense"]["flops"],
-                             check=not name.endswith("_opt"))
+                             check=exact and not name.endswith("_opt"))
         for name in sparse_names}
     times = time_interleaved(functions, (batch_images,), FLAGS.repeats,
                              FLAGS.warmup)
