@@ -72,7 +72,7 @@ def test_bad_input_one_line_nothing_written(tmp_path, testdata_dir):
       "--finetune_path '.*nope' does not exist": [
           f"--finetune_path={tmp_path / 'nope'}"],
       "unknown dataset 'mnist'; known: cifar10, cluttered_digits, "
-      "imagenet2012": ["--dataset=mnist"],
+      "cluttered_digits_64, imagenet2012": ["--dataset=mnist"],
       "unknown strategy 'bogus'; known: default": ["--strategy=bogus"],
       "holds a run with model_kwargs": ["--model=3"],
       "unknown --config 'nope'; presets: cifar_resnet110_act": [
