@@ -143,6 +143,8 @@ def load(split, variant="cluttered_digits"):
   order = np.tile(np.arange(len(digits)), COPIES[split])
   images = np.zeros((len(order), canvas_size, canvas_size), np.float32)
   add_clutter(images, digits, rng, num_fragments)
+  # Digits at their own size draw no sizes from `rng`, so the default's
+  # canvases stay those it has always had.
   if digit_sizes == (digits.shape[1],):
     sizes = np.full(len(order), digits.shape[1])
     y, x = paste(images, digits[order], rng)

@@ -47,7 +47,7 @@ def upsample_nearest(block_map, size):
   size divisible by 32), the source index `floor(i * (h / H))` is exactly
   `i // (H / h)` and every value is repeated over its block by one
   broadcast; otherwise two row gathers (`nearest_indices`), the second on
-  the transposed map. Both are faster than the resize op on CPU
+  the transposed map. Neither is slower than the resize op on CPU
   (`docs/benchmarks.md`).
 
   Args:
