@@ -34,6 +34,7 @@ from sact_tf.data import preprocessing
 from sact_tf.detection import detector as detector_lib
 from sact_tf.training import checkpoint_io
 from sact_tf.training import detection_run
+from sact_tf.utils import checks
 from sact_tf.utils import files
 
 SERVING_DEFAULT = "serving_default"
@@ -215,10 +216,7 @@ def existing_versions(export_base):
 
 
 def _check_image_size(image_size):
-  if isinstance(image_size, bool) or not isinstance(
-      image_size, int) or image_size < 1:
-    raise ValueError(f"image_size must be a positive int, received "
-                     f"image_size={image_size!r}")
+  checks.check_int("image_size", image_size)
 
 
 def _write_archive(model, path, image_size, outputs_fn, bytes_fn, overwrite):

@@ -22,6 +22,8 @@ from PIL import Image
 from scipy import io as scipy_io
 from scipy import ndimage
 
+from sact_tf.utils import checks
+
 STIMULI = "Stimuli"
 FIXATION_MAPS = "FIXATIONMAPS"
 FIXATION_LOCATIONS = "FIXATIONLOCS"
@@ -241,10 +243,7 @@ def write_cluttered_digits(directory, num_images, num_fixations=16,
       num_images, int) or not 1 <= num_images <= len(test["label"]):
     raise ValueError(f"num_images must be in [1, {len(test['label'])}], "
                      f"received num_images={num_images!r}")
-  if isinstance(num_fixations, bool) or not isinstance(
-      num_fixations, int) or num_fixations < 2:
-    raise ValueError(f"num_fixations must be an int >= 2, received "
-                     f"num_fixations={num_fixations!r}")
+  checks.check_int("num_fixations", num_fixations, minimum=2)
   if not sigma > 0:
     raise ValueError(f"sigma must be > 0, received sigma={sigma!r}")
   rng = np.random.default_rng(seed)

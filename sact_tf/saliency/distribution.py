@@ -16,6 +16,7 @@ import numpy as np
 import pyemd
 
 from sact_tf.saliency import maps
+from sact_tf.utils import checks
 
 # MATLAB's `eps`, the regulariser of `KLdiv.m`.
 KL_EPSILON = np.finfo(np.float64).eps
@@ -155,10 +156,7 @@ def emd(saliency_map, truth, downsize=EMD_DOWNSIZE):
   Returns:
     float.
   """
-  if isinstance(downsize, bool) or not isinstance(
-      downsize, (int, np.integer)) or downsize < 1:
-    raise ValueError(f"downsize must be a positive int, received "
-                     f"downsize={downsize!r}")
+  checks.check_int("downsize", downsize, integer_types=(int, np.integer))
   density = _density(truth)
   shape = tuple(-(-s // downsize) for s in density.shape)
   density = maps.resize(density, shape)

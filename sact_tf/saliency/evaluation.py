@@ -37,6 +37,7 @@ from sact_tf.saliency import distribution
 from sact_tf.saliency import location
 from sact_tf.saliency import maps
 from sact_tf.training import checkpoint_io
+from sact_tf.utils import checks
 from sact_tf.utils import files
 from sact_tf.viz import photos
 
@@ -206,17 +207,12 @@ def _check_settings(image_size, blur_sigma, center_prior_weight,
         value, (int, float)) or not valid(value):
       raise ValueError(f"{name} must be {meaning}, received "
                        f"{name}={value!r}")
-  if isinstance(num_splits, bool) or not isinstance(
-      num_splits, int) or num_splits < 1:
-    raise ValueError(f"num_splits must be a positive int, received "
-                     f"num_splits={num_splits!r}")
+  checks.check_int("num_splits", num_splits)
   for name, value in (("image_size", image_size),
                       ("num_other_images", num_other_images),
                       ("emd_downsize", emd_downsize),
                       ("num_examples", num_examples)):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-      raise ValueError(f"{name} must be an int >= 0, received "
-                       f"{name}={value!r}")
+    checks.check_int(name, value, minimum=0)
   if num_other_images == 0:
     raise ValueError("num_other_images must be >= 1 (shuffled AUC's "
                      "negatives), received num_other_images=0")

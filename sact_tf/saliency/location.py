@@ -15,6 +15,7 @@ map scores 0.5 in every AUC (it ranks no pixel above another).
 import numpy as np
 
 from sact_tf.saliency import maps
+from sact_tf.utils import checks
 
 
 def _map_and_fixations(saliency_map, truth):
@@ -78,10 +79,8 @@ def auc_judd(saliency_map, truth):
 
 
 def _check_splits(num_splits, step_size):
-  if isinstance(num_splits, bool) or not isinstance(
-      num_splits, (int, np.integer)) or num_splits < 1:
-    raise ValueError(f"num_splits must be a positive int, received "
-                     f"num_splits={num_splits!r}")
+  checks.check_int("num_splits", num_splits,
+                   integer_types=(int, np.integer))
   if isinstance(step_size, bool) or not isinstance(
       step_size, (int, float)) or not 0 < step_size <= 1:
     raise ValueError(f"step_size must be in (0, 1], received "

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from sact_tf.data import datasets
 from sact_tf.training import checkpoint_io
+from sact_tf.utils import checks
 from sact_tf.utils import files
 
 _BLOCK_KEYS = ("ponder_cost", "num_units", "halting_distribution", "flops")
@@ -67,10 +68,7 @@ def export_to_h5(model, batches, path, num_examples, family, overwrite=False):
   if model.model_type == "vanilla":
     raise ValueError("a vanilla model has no ponder cost to export; expected "
                      "model_type act, act_early_stopping or sact")
-  if isinstance(num_examples, bool) or not isinstance(
-      num_examples, int) or num_examples < 1:
-    raise ValueError(f"num_examples must be a positive int, received "
-                     f"num_examples={num_examples!r}")
+  checks.check_int("num_examples", num_examples)
   files.check_writable_output(path, overwrite)
   blocks = [block.name for block in model.blocks]
   keys = ["flops"] + [f"{b}/{k}" for b in blocks for k in _BLOCK_KEYS]
@@ -121,10 +119,7 @@ def export_checkpoint(checkpoint_dir, export_path, num_examples=1000,
   Returns:
     `(number of examples written, run configuration)`.
   """
-  if isinstance(batch_size, bool) or not isinstance(
-      batch_size, int) or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive int, received "
-                     f"batch_size={batch_size!r}")
+  checks.check_int("batch_size", batch_size)
   files.check_writable_output(export_path, overwrite)
   model, config = checkpoint_io.restore_model(checkpoint_dir, use_ema,
                                               execution="sparse")

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from sact_tf.data import datasets
 from sact_tf.training import checkpoint_io
+from sact_tf.utils import checks
 from sact_tf.utils import files
 from sact_tf.viz import ponder_maps
 
@@ -54,10 +55,7 @@ def checkpoint_maps(checkpoint_dirs, num_examples=8, split_name=None,
     ValueError: no run, `num_examples` < 1, a model without such maps,
       runs of different data, or data that is not there.
   """
-  if isinstance(num_examples, bool) or not isinstance(
-      num_examples, int) or num_examples < 1:
-    raise ValueError(f"num_examples must be a positive int, received "
-                     f"num_examples={num_examples!r}")
+  checks.check_int("num_examples", num_examples)
   if not checkpoint_dirs:
     raise ValueError("give one or more run directories to compare")
   runs = []

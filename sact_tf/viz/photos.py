@@ -16,6 +16,7 @@ from PIL import Image
 import tensorflow as tf
 
 from sact_tf.data import preprocessing
+from sact_tf.utils import checks
 
 # Without resizing, photos whose longer edge is larger are refused: a SACT
 # ResNet-101 at 2048 x 2048 already needs several GB.
@@ -70,10 +71,7 @@ def load_photo(path, image_size=0, max_image_size=MAX_IMAGE_SIZE):
     ValueError: (one line, naming the file) not a readable image, too large,
       or a bad `image_size`.
   """
-  if isinstance(image_size, bool) or not isinstance(
-      image_size, int) or image_size < 0:
-    raise ValueError(f"image_size must be an int >= 0, received "
-                     f"image_size={image_size!r}")
+  checks.check_int("image_size", image_size, minimum=0)
   try:
     with Image.open(path) as image:
       width, height = image.size
