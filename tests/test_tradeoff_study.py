@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import helpers
+from sact_tf.viz import tradeoff_charts
 
 REPO = helpers.REPO
 LESION_STUDY = str(REPO / "tools" / "lesion_study.py")
@@ -142,8 +143,11 @@ def test_sampling_family_beside_sact(tmp_path):
                     model_kwargs={"tau": 0.1})
   helpers.write_metrics(runs[-1], {"eval/Accuracy": 0.85,
                                    "Total Flops/mean": 6e6})
-  result = _run([TRADEOFF, *map(str, runs), f"--output_dir={tmp_path}/chart"])
+  result = _run([TRADEOFF, *map(str, runs), f"--output_dir={tmp_path}/chart",
+                 "--min_accuracy=0.75"])
   assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.splitlines()[-1] == (
+      "below --min_accuracy on the chart: sampling weight=0.2 (0.730)")
   curves = json.loads((tmp_path / "chart" / "tradeoff.json").read_text())
   assert sorted(curves) == ["SACT", "sampling"]
   points = curves["sampling"]
@@ -160,3 +164,27 @@ def test_sampling_family_beside_sact(tmp_path):
       "| sampling | weight=0.2 | 2 | 4.50 ± 0.71 | 0.730 ± 0.042 |",
       "| sampling | weight=0.05 | 2 | 8.50 ± 0.71 | 0.850 ± 0.071 |"]
   assert (tmp_path / "chart" / "tradeoff.png").stat().st_size > 1000
+  result = _run([TRADEOFF, *map(str, runs), f"--output_dir={tmp_path}/bad",
+                 "--min_accuracy=1.5"])
+  assert result.returncode != 0 and not (tmp_path / "bad").exists()
+  assert result.stderr.strip().splitlines()[-1] == (
+      "tradeoff: error: --min_accuracy must be in [0, 1), received 1.5")
+
+
+def test_chart_floor_marks_the_points_below(tmp_path):
+  def point(label, flops, accuracy):
+    return {"point": label, "flops_mean": flops, "flops_std": 0.0,
+            "accuracy_mean": accuracy, "accuracy_std": 0.01}
+  curves = {"vanilla": [point("model=1", 6e6, 0.93), point("model=5", 3e7,
+                                                             0.97)],
+            "LesionResNet": [point("budget=0.9", 2.7e7, 0.82),
+                             point("budget=0.6", 1.8e7, 0.25)]}
+  path = tmp_path / "chart.png"
+  assert tradeoff_charts.draw_tradeoff(curves, str(path)) == []
+  # Drawn in order of FLOPs within a family.
+  assert tradeoff_charts.draw_tradeoff(curves, str(path), 0.9) == [
+      ("LesionResNet", "budget=0.6", 0.25),
+      ("LesionResNet", "budget=0.9", 0.82)]
+  assert tradeoff_charts.draw_tradeoff(curves, str(path), 0.5) == [
+      ("LesionResNet", "budget=0.6", 0.25)]
+  assert path.stat().st_size > 1000

@@ -47,6 +47,9 @@ flags.DEFINE_string("output_dir", None,
                     "Directory written with tradeoff.png, .md and .json "
                     "(must not exist, unless --overwrite).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output_dir.")
+flags.DEFINE_float("min_accuracy", None,
+                   "Bottom of the chart's accuracy axis; points below it are "
+                   "drawn on the axis as hollow triangles (default: fit all).")
 flags.mark_flag_as_required("output_dir")
 
 
@@ -132,12 +135,16 @@ def main(argv):
     if not paths:
       raise ValueError("give run directories and lesion-study directories, "
                        "e.g. python tools/tradeoff.py runs/* --output_dir=DIR")
+    if FLAGS.min_accuracy is not None and not 0 <= FLAGS.min_accuracy < 1:
+      raise ValueError(f"--min_accuracy must be in [0, 1), received "
+                       f"{FLAGS.min_accuracy!r}")
     files.check_writable_output(FLAGS.output_dir, FLAGS.overwrite)
     curves = aggregate([p for path in paths for p in points_of(path)])
     table = markdown(curves)
     with files.atomic_output(FLAGS.output_dir, FLAGS.overwrite,
                              is_dir=True) as tmp:
-      tradeoff_charts.draw_tradeoff(curves, os.path.join(tmp, "tradeoff.png"))
+      clipped = tradeoff_charts.draw_tradeoff(
+          curves, os.path.join(tmp, "tradeoff.png"), FLAGS.min_accuracy)
       with open(os.path.join(tmp, "tradeoff.md"), "w", encoding="utf-8") as f:
         f.write(table + "\n")
       with open(os.path.join(tmp, "tradeoff.json"), "w",
@@ -147,6 +154,9 @@ def main(argv):
   except ValueError as e:
     sys.exit(f"tradeoff: error: {e}")
   print(table)
+  for family, point, accuracy in clipped:
+    print(f"below --min_accuracy on the chart: {family} {point} "
+          f"({accuracy:.3f})")
 
 
 if __name__ == "__main__":

@@ -68,25 +68,66 @@ def draw_lesion_study(study, output_dir):
   return paths
 
 
-def draw_tradeoff(curves, path):
+def draw_tradeoff(curves, path, min_accuracy=None):
   """The FLOPs-accuracy chart: one curve per family, mean and std over seeds.
 
   Args:
-    curves: `{family label: [point dicts]}`, each point with `flops_mean`,
-      `flops_std`, `accuracy_mean`, `accuracy_std` (the `tradeoff` tool's
-      table rows), drawn in order of FLOPs.
+    curves: `{family label: [point dicts]}`, each point with `point` (its
+      label), `flops_mean`, `flops_std`, `accuracy_mean`, `accuracy_std`
+      (the `tradeoff` tool's table rows), drawn in order of FLOPs.
     path: str, the PNG written.
+    min_accuracy: float or None. The bottom of the accuracy axis: a point
+      whose mean lies below it is drawn on the axis as a hollow downward
+      triangle, without error bars, and a second, shorter panel below shows
+      every point at full scale, so that a family far below the others
+      (LesionResNet) neither flattens the chart nor leaves it. None: one
+      panel that fits every point.
+
+  Returns:
+    list of `(family label, point label, accuracy_mean)` of the points drawn
+    below the axis (in the order drawn; empty without `min_accuracy`).
   """
-  figure, axes = plt.subplots(figsize=(6.5, 4.5))
+  if min_accuracy is None:
+    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    full_scale = None
+  else:
+    figure, (axes, full_scale) = plt.subplots(
+        2, 1, figsize=(6.5, 6.5), sharex=True, height_ratios=(3, 1.2))
+  clipped = []
   for label, points in sorted(curves.items()):
     points = sorted(points, key=lambda p: p["flops_mean"])
-    axes.errorbar(np.array([p["flops_mean"] for p in points]) / 1e6,
-                  [p["accuracy_mean"] for p in points],
-                  xerr=np.array([p["flops_std"] for p in points]) / 1e6,
-                  yerr=[p["accuracy_std"] for p in points], marker="o",
-                  capsize=3, label=label)
-  axes.set_xlabel("FLOPs per image (millions)")
+    flops = np.array([p["flops_mean"] for p in points]) / 1e6
+    flops_std = np.array([p["flops_std"] for p in points]) / 1e6
+    accuracy = np.array([p["accuracy_mean"] for p in points])
+    accuracy_std = [p["accuracy_std"] for p in points]
+    below = (accuracy < min_accuracy if min_accuracy is not None else
+             np.zeros(len(points), bool))
+    container = axes.errorbar(
+        flops, np.where(below, np.nan, accuracy), xerr=flops_std,
+        yerr=accuracy_std, marker="o", capsize=3, label=label)
+    color = container.lines[0].get_color()
+    if below.any():
+      clipped += [(label, p["point"], p["accuracy_mean"])
+                  for p, b in zip(points, below) if b]
+      shown = np.where(below, min_accuracy, accuracy)
+      axes.plot(flops, shown, color=color, alpha=0.5, linestyle=":")
+      axes.plot(flops[below], shown[below], linestyle="none", marker="v",
+                markersize=8, markerfacecolor="none", color=color)
+    if full_scale is not None:
+      full_scale.errorbar(flops, accuracy, xerr=flops_std, yerr=accuracy_std,
+                          marker="o", markersize=3, capsize=2, color=color)
   axes.set_ylabel("test accuracy (mean ± std over seeds)")
+  if full_scale is None:
+    axes.set_xlabel("FLOPs per image (millions)")
+  else:
+    axes.set_ylim(bottom=min_accuracy - 0.005)
+    if clipped:
+      axes.set_title(f"hollow triangles: mean accuracy below {min_accuracy:g}"
+                     f" (all points at full scale below)", fontsize=8)
+    full_scale.set_xlabel("FLOPs per image (millions)")
+    full_scale.set_ylabel("full scale")
+    full_scale.grid(alpha=0.3)
   axes.grid(alpha=0.3)
   axes.legend(fontsize=8)
   _save(figure, path)
+  return clipped
