@@ -117,35 +117,56 @@ def test_sampling_family(tmp_path):
   assert "sampling batch  2" in result.stdout
 
 
-def test_bad_input_is_one_line(tmp_path):
-  existing = tmp_path / "bench.json"
-  existing.write_text("keep")
-  for args, needle in [(["--sparse_kernels=cuda"], "'cuda'"),
-                       ([f"--output={existing}"], str(existing)),
-                       (["--images=/nonexistent/*.jpg"], "/nonexistent"),
-                       (["--flops_fractions=0.5,-0.25"], "'-0.25'"),
-                       (["--halting=random,stripes"], "'stripes'"),
-                       (["--families=sact,halting"], "'halting'"),
-                       (['--sparse_config={"buckets": 2}'], "buckets")]:
-    result = _run(args + ["--network_benchmark=false",
-                          "--unit_benchmark=false"])
-    assert result.returncode != 0
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("benchmark: error: ") and needle in last, last
-  assert existing.read_text() == "keep"
-  # Keras ships ResNet-v2 at depths 50, 101 and 152 only.
-  result = _run(["--keras_model=same", "--unit_benchmark=false"])
-  last = result.stderr.strip().splitlines()[-1]
-  assert result.returncode != 0 and last.startswith("benchmark: error: ")
-  assert "--keras_model='same' with --model='1_4_4_1'" in last, last
-
-
-def test_flops_rel_diff():
+def _benchmark_module():
   sys.path.insert(0, str(helpers.REPO / "tools"))
   try:
     import benchmark  # pylint: disable=import-outside-toplevel
   finally:
     sys.path.pop(0)
+  return benchmark
+
+
+def test_bad_input_is_named(tmp_path):
+  """Each bad flag value is named, in process (a subprocess costs seconds)."""
+  benchmark = _benchmark_module()
+  existing = tmp_path / "bench.json"
+  existing.write_text("keep")
+  off = "--network_benchmark=false"
+  cases = [(["--sparse_kernels=cuda", off], "'cuda'"),
+           ([f"--output={existing}", off], str(existing)),
+           (["--images=/nonexistent/*.jpg", off], "/nonexistent"),
+           (["--flops_fractions=0.5,-0.25", off], "'-0.25'"),
+           (["--halting=random,stripes", off], "'stripes'"),
+           (["--families=sact,halting", off], "'halting'"),
+           (['--sparse_config={"buckets": 2}', off], "buckets"),
+           # Keras ships ResNet-v2 at depths 50, 101 and 152 only.
+           (["--keras_model=same"], "--keras_model='same' with "
+                                    "--model='1_4_4_1'")]
+  try:
+    for args, needle in cases:
+      benchmark.FLAGS.unparse_flags()
+      benchmark.FLAGS(["benchmark", *TINY, *args, "--unit_benchmark=false"])
+      with pytest.raises(ValueError) as error:
+        benchmark.checked_images()
+      assert needle in str(error.value) and "\n" not in str(error.value)
+  finally:
+    benchmark.FLAGS.unparse_flags()
+  assert existing.read_text() == "keep"
+
+
+def test_bad_input_exits_with_one_line(tmp_path):
+  existing = tmp_path / "bench.json"
+  existing.write_text("keep")
+  result = _run([f"--output={existing}", "--sparse_kernels=cuda",
+                 "--unit_benchmark=false"])
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("benchmark: error: ") and "'cuda'" in last, last
+  assert existing.read_text() == "keep"
+
+
+def test_flops_rel_diff():
+  benchmark = _benchmark_module()
   assert benchmark.flops_rel_diff([1000, 2000], [1000, 2000]) == 0.0
   # One position of 5e-4 of an image: float rounding at a threshold.
   assert benchmark.flops_rel_diff([1000, 2001], [1000, 2000]) == (

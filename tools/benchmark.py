@@ -655,31 +655,40 @@ def format_scatter_row(row):
           f"faster {row['faster']}  chosen {row['chosen']}")
 
 
+def checked_images():
+  """Checks the flags and returns the images to time, `[N, S, S, 3]`.
+
+  Raises:
+    ValueError: a flag value that cannot be run, named in the message.
+  """
+  for k in FLAGS.sparse_kernels:
+    sparse_config(k)
+  for family in FLAGS.families:
+    if family not in FAMILIES:
+      raise ValueError(f"--families takes {', '.join(FAMILIES)}, "
+                       f"received {family!r}")
+  for pattern in FLAGS.halting:
+    if pattern not in HALTING_PATTERNS:
+      raise ValueError(f"--halting takes {', '.join(HALTING_PATTERNS)}, "
+                       f"received {pattern!r}")
+  if FLAGS.network_benchmark:
+    keras_resnet_name()
+  for fraction in FLAGS.flops_fractions:
+    if not float(fraction) >= 0:
+      raise ValueError(f"--flops_fractions takes fractions >= 0, "
+                       f"received {fraction!r}")
+  if FLAGS.output:
+    files.check_writable_output(FLAGS.output, FLAGS.overwrite)
+  count = max(8, *[int(b) for b in FLAGS.batch_sizes])
+  return (photo_images(FLAGS.images, count, FLAGS.image_size)
+          if FLAGS.images else
+          synthetic_images(count, FLAGS.image_size, FLAGS.seed))
+
+
 def main(argv):
   del argv
   try:
-    for k in FLAGS.sparse_kernels:
-      sparse_config(k)
-    for family in FLAGS.families:
-      if family not in FAMILIES:
-        raise ValueError(f"--families takes {', '.join(FAMILIES)}, "
-                         f"received {family!r}")
-    for pattern in FLAGS.halting:
-      if pattern not in HALTING_PATTERNS:
-        raise ValueError(f"--halting takes {', '.join(HALTING_PATTERNS)}, "
-                         f"received {pattern!r}")
-    if FLAGS.network_benchmark:
-      keras_resnet_name()
-    for fraction in FLAGS.flops_fractions:
-      if not float(fraction) >= 0:
-        raise ValueError(f"--flops_fractions takes fractions >= 0, "
-                         f"received {fraction!r}")
-    if FLAGS.output:
-      files.check_writable_output(FLAGS.output, FLAGS.overwrite)
-    count = max(8, *[int(b) for b in FLAGS.batch_sizes])
-    images = (photo_images(FLAGS.images, count, FLAGS.image_size)
-              if FLAGS.images else
-              synthetic_images(count, FLAGS.image_size, FLAGS.seed))
+    images = checked_images()
   except (ValueError, json.JSONDecodeError) as e:
     sys.exit(f"benchmark: error: {e}")
   report = {"machine": machine(),
