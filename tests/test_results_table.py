@@ -13,7 +13,7 @@ REPO = helpers.REPO
 TOOL = str(REPO / "tools" / "results_table.py")
 
 
-def test_table_of_a_vanilla_and_a_sact_run(tmp_path):
+def test_table_of_vanilla_sact_and_sampling_runs(tmp_path):
   vanilla = helpers.write_run(tmp_path / "vanilla", "cifar", "vanilla")
   full = int(vanilla(tf.zeros([1, 32, 32, 3]), training=False)["flops"][0])
   helpers.write_metrics(tmp_path / "vanilla", {"eval/Accuracy": 0.9,
@@ -24,14 +24,24 @@ def test_table_of_a_vanilla_and_a_sact_run(tmp_path):
       "eval/Accuracy": 0.875, "Total Flops/mean": full / 4,
       "eval/ponder_cost_map/object_mean": 5.5,
       "eval/ponder_cost_map/background_mean": 4.25})
+  helpers.write_run(tmp_path / "sampling", "cifar", "sampling",
+                    model_kwargs={"sparse_loss_weight": 0.5})
+  helpers.write_metrics(tmp_path / "sampling", {
+      "eval/Accuracy": 0.75, "Total Flops/mean": full / 2,
+      "eval/sampling_density_map/object_mean": 0.625,
+      "eval/sampling_density_map/background_mean": 0.25})
   result = subprocess.run(
-      [sys.executable, TOOL, str(tmp_path / "sact"), str(tmp_path / "vanilla")],
+      [sys.executable, TOOL, str(tmp_path / "sact"), str(tmp_path / "sampling"),
+       str(tmp_path / "vanilla")],
       capture_output=True, text=True, timeout=120, check=True)
   lines = result.stdout.strip().splitlines()
   assert lines[2] == (f"| vanilla | vanilla |  | 0.900 | {full / 1e6:.2f}M | "
                       "100% |  |  |")
   assert lines[3] == (f"| sact | sact | 0.05 | 0.875 | {full / 4e6:.2f}M | "
                       "25% | 5.50 | 4.25 |")
+  # The sampling family's point is its loss weight, its map the density.
+  assert lines[4] == (f"| sampling | sampling | weight=0.5 | 0.750 | "
+                      f"{full / 2e6:.2f}M | 50% | 0.62 | 0.25 |")
 
 
 def test_a_run_without_evaluation_is_one_line_error(tmp_path):
