@@ -11,8 +11,9 @@ import numpy as np
 
 
 def _save(figure, path):
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
+  if not figure.get_layout_engine():
+    figure.tight_layout()
+  figure.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(figure)
 
 
@@ -128,6 +129,10 @@ def draw_tradeoff(curves, path, min_accuracy=None):
     full_scale.set_ylabel("full scale")
     full_scale.grid(alpha=0.3)
   axes.grid(alpha=0.3)
-  axes.legend(fontsize=8)
+  figure.tight_layout()
+  # Beside the chart, after the layout: inside, it would hide points
+  # wherever they fall; the saved image's bounds take it in.
+  axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1),
+              borderaxespad=0)
   _save(figure, path)
   return clipped
