@@ -8,8 +8,9 @@ halting (a vanilla model of the run's architecture, counted on one input of
 the run's size), and the mean of the run's map on the object and on the
 background (datasets with object boxes: the offline cluttered digits): SACT's
 ponder cost, or the sampling family's sampled fraction, whose point is its
-sparse loss weight where the halting families' is `tau`. The
-README's results table is this tool's output:
+sparse loss weight where the halting families' is `tau`. The results
+table of docs/results.md (single runs of the digits presets) is this
+tool's output:
 
   for tau in 0.01 0.05 0.1; do
     python tools/train.py --config=digits_sact --tau=$tau \\
