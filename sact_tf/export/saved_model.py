@@ -215,10 +215,6 @@ def existing_versions(export_base):
                 if _VERSION_DIR.match(name))
 
 
-def _check_image_size(image_size):
-  checks.check_int("image_size", image_size)
-
-
 def _write_archive(model, path, image_size, outputs_fn, bytes_fn, overwrite):
   """Writes the two signatures of `model` to `path`, all or nothing.
 
@@ -267,7 +263,7 @@ def export_saved_model(model, path, family, image_size, overwrite=False):
   if family not in preprocessing.FAMILIES:
     raise ValueError(f"family must be one of {preprocessing.FAMILIES}, "
                      f"received family={family!r}")
-  _check_image_size(image_size)
+  checks.check_int("image_size", image_size)
 
   def serve_bytes(image_bytes):
     images = tf.map_fn(
@@ -302,7 +298,7 @@ def export_detector(detector, path, image_size, overwrite=False):
   Returns:
     `path`.
   """
-  _check_image_size(image_size)
+  checks.check_int("image_size", image_size)
 
   def serve_bytes(image_bytes):
     images = tf.map_fn(

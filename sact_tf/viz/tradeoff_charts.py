@@ -10,8 +10,9 @@ from matplotlib import pyplot as plt
 import numpy as np
 
 
-def _save(figure, path):
-  if not figure.get_layout_engine():
+def _save(figure, path, layout=True):
+  """Writes the PNG; `layout=False` keeps a layout the caller already made."""
+  if layout:
     figure.tight_layout()
   figure.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(figure)
@@ -134,5 +135,5 @@ def draw_tradeoff(curves, path, min_accuracy=None):
   # wherever they fall; the saved image's bounds take it in.
   axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1),
               borderaxespad=0)
-  _save(figure, path)
+  _save(figure, path, layout=False)
   return clipped
